@@ -1,0 +1,49 @@
+// Builds the two programs and the test files.
+//   node esbuild.js           -> dist/server.js (the daemon) [+ dist/extension.js once src/extension.ts exists]
+//   node esbuild.js --tests   -> also out/test/**.test.js (mocha runs these with Node 22)
+//   node esbuild.js --watch
+const esbuild = require('esbuild');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const pkg = require('./package.json');
+const args = new Set(process.argv.slice(2));
+const production = args.has('--production');
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node22',
+  format: 'cjs',
+  sourcemap: !production,
+  minify: production,
+  logLevel: 'warning',
+  define: { __EXAI_VERSION__: JSON.stringify(pkg.version) },
+  // pg's optional native binding is never used; keep it out of the bundle.
+  external: ['pg-native'],
+};
+
+function listTests(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true })
+    .filter((f) => /\.test\.ts$/.test(f))
+    .map((f) => path.join(dir, f));
+}
+
+async function main() {
+  const builds = [{ ...common, entryPoints: { server: 'server/main.ts' }, outdir: 'dist' }];
+  if (fs.existsSync('src/extension.ts')) {
+    builds.push({ ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist', external: [...common.external, 'vscode'] });
+  }
+  if (args.has('--tests')) {
+    const entryPoints = ['unit', 'daemon'].flatMap((d) => listTests(path.join('test', d)));
+    builds.push({ ...common, entryPoints, outdir: 'out/test', outbase: 'test', packages: 'external' });
+  }
+  if (args.has('--watch')) {
+    for (const b of builds) await (await esbuild.context(b)).watch();
+    return;
+  }
+  await Promise.all(builds.map((b) => esbuild.build(b)));
+}
+
+main().catch((err) => { console.error(err.message ?? err); process.exit(1); });

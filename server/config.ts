@@ -1,0 +1,123 @@
+// Command-line flags and environment variables -> one validated DaemonConfig.
+// A bad or missing setting becomes ConfigError with one sentence that names the setting.
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+export interface DaemonConfig {
+  host: string;
+  port: number;
+  mode: 'local' | 'supabase';
+  supabaseUrl: string | null;
+  jwtSecret: string | null;
+  databaseUrl: string | null;
+  /** Idle seconds before a connection is closed and its row marked `expired`. */
+  sessionTimeoutSec: number;
+  maxConnectionsPerUser: number;
+  logDir: string;
+  stateDir: string;
+  /** Identifies this daemon across restarts, so a restart can close the rows its previous instance left. */
+  daemonId: string;
+  helloTimeoutMs: number;
+  /** How often live connections refresh `last_active` (the liveness heartbeat). */
+  heartbeatSec: number;
+  maxPayloadBytes: number;
+  maxInflightPerConnection: number;
+  /** Local mode: exit after this many seconds with no connection (0 = never). */
+  idleExitSec: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  mode: { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079] [--mode local|supabase]
+environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
+  DATABASE_URL, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
+  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS`;
+
+function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const parsed = z.coerce.number().int().min(min).max(max).safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${raw}").`);
+  return parsed.data;
+}
+
+function httpUrl(name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL (expected something like https://<project-ref>.supabase.co).`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`${name} must start with https:// (or http:// for a local project).`);
+  return raw.replace(/\/+$/, '');
+}
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
+  let flags: { host?: string; port?: string; mode?: string; help?: boolean };
+  try {
+    flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}. ${USAGE.split('\n')[0]}`);
+  }
+  if (flags.help) throw new ConfigError(USAGE);
+
+  const host = flags.host ?? env.EXAI_WS_HOST ?? '127.0.0.1';
+  if (!host.trim()) throw new ConfigError('--host (EXAI_WS_HOST) must not be empty.');
+  const port = integer(flags.port !== undefined ? '--port' : 'EXAI_WS_PORT', flags.port ?? env.EXAI_WS_PORT, 8079, 0, 65535);
+
+  const multiUser = env.MCP_ENABLE_MULTI_USER;
+  if (multiUser !== undefined && !['true', 'false', '1', '0', ''].includes(multiUser)) {
+    throw new ConfigError(`MCP_ENABLE_MULTI_USER must be true or false (got "${multiUser}").`);
+  }
+  const modeRaw = flags.mode ?? (multiUser === 'true' || multiUser === '1' ? 'supabase' : 'local');
+  if (modeRaw !== 'local' && modeRaw !== 'supabase') throw new ConfigError(`--mode must be local or supabase (got "${modeRaw}").`);
+  const mode = modeRaw;
+
+  const supabaseUrl = env.SUPABASE_URL ? httpUrl('SUPABASE_URL', env.SUPABASE_URL) : null;
+  const jwtSecret = env.SUPABASE_JWT_SECRET || null;
+  const databaseUrl = env.DATABASE_URL || null;
+  if (mode === 'supabase') {
+    if (!supabaseUrl) throw new ConfigError('SUPABASE_URL is required in supabase mode (e.g. https://<project-ref>.supabase.co).');
+    if (!databaseUrl) throw new ConfigError('DATABASE_URL is required in supabase mode (the Postgres connection string that holds mcp_sessions).');
+    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError('DATABASE_URL must be a postgres:// connection string.');
+    if (jwtSecret !== null && jwtSecret.length < 32) throw new ConfigError('SUPABASE_JWT_SECRET is shorter than 32 characters; copy the full legacy JWT secret from the project settings.');
+  } else if (!isLoopback(host)) {
+    throw new ConfigError(`--host ${host} is not a loopback address; local mode only listens on 127.0.0.1 or ::1.`);
+  }
+
+  const stateDir = path.resolve(env.EXAI_STATE_DIR || path.join(os.homedir(), '.exai'));
+  const logDir = path.resolve(env.EXAI_LOG_DIR || path.join(stateDir, 'logs'));
+
+  return {
+    host,
+    port,
+    mode,
+    supabaseUrl,
+    jwtSecret,
+    databaseUrl,
+    sessionTimeoutSec: integer('MCP_SESSION_TIMEOUT', env.MCP_SESSION_TIMEOUT, 3600, 1, 30 * 24 * 3600),
+    maxConnectionsPerUser: integer('MCP_MAX_CONNECTIONS_PER_USER', env.MCP_MAX_CONNECTIONS_PER_USER, 5, 1, 1000),
+    logDir,
+    stateDir,
+    daemonId: env.EXAI_DAEMON_ID || `${os.hostname()}:${stateDir}`,
+    helloTimeoutMs: integer('EXAI_HELLO_TIMEOUT_MS', env.EXAI_HELLO_TIMEOUT_MS, 10_000, 100, 600_000),
+    heartbeatSec: integer('EXAI_HEARTBEAT_SECONDS', env.EXAI_HEARTBEAT_SECONDS, 60, 1, 60),
+    maxPayloadBytes: 4 * 1024 * 1024,
+    maxInflightPerConnection: 64,
+    idleExitSec: integer('EXAI_IDLE_EXIT_SECONDS', env.EXAI_IDLE_EXIT_SECONDS, 0, 0, 7 * 24 * 3600),
+  };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

@@ -1,0 +1,150 @@
+// The daemon's entry point: configuration -> store, verifier, tools -> listen -> one JSON line on
+// stdout. Signals drain gracefully. Local mode adds the single-instance lock and discovery file.
+import os from 'node:os';
+import { ConfigError, loadConfig, type DaemonConfig } from './config';
+import { SupabaseJwtVerifier, createLocalSecretVerifier } from './auth/verifier';
+import type { TokenVerifier } from './auth/identity';
+import { acquireInstanceLock, newLocalSecret, removeDiscovery, waitForDiscovery, writeDiscovery } from './auth/localMode';
+import { Redactor, createLogger, openLogFile, type Logger } from './log';
+import type { ListeningLine } from './protocol';
+import { MemorySessionStore } from './sessions/memoryStore';
+import { PgSessionStore } from './sessions/pgStore';
+import type { SessionStore } from './sessions/store';
+import { builtinTools } from './tools/builtin';
+import { ToolRegistry } from './tools/registry';
+import { createDaemonServer, type DaemonServer } from './transport/httpServer';
+import { VERSION } from './version';
+
+const DRAIN_GRACE_MS = 10_000;
+
+function printLine(line: ListeningLine): void {
+  process.stdout.write(JSON.stringify(line) + '\n');
+}
+
+function fatal(message: string, exitCode = 1): never {
+  process.stderr.write(`exai-daemon: ${message}\n`);
+  process.exit(exitCode);
+}
+
+async function main(): Promise<void> {
+  let config: DaemonConfig;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(err.message, 2);
+    throw err;
+  }
+
+  let releaseLock = () => {};
+  if (config.mode === 'local') {
+    const lock = acquireInstanceLock(config.stateDir);
+    if (!lock.acquired) {
+      const running = await waitForDiscovery(config.stateDir, lock.ownerPid);
+      if (!running) fatal(`another daemon (pid ${lock.ownerPid}) holds ${config.stateDir}/daemon.lock but never published its port; stop it or remove the lock.`);
+      printLine({ event: 'already_running', host: running.host, port: running.port, pid: running.pid, version: running.version });
+      process.exit(0);
+    }
+    releaseLock = lock.release;
+  }
+
+  const redactor = new Redactor();
+  const secret = config.mode === 'local' ? newLocalSecret() : null;
+  redactor.addSecret(secret);
+  redactor.addSecret(config.jwtSecret);
+  if (config.databaseUrl) redactor.addSecret(safePassword(config.databaseUrl));
+  const sink = openLogFile(config.logDir);
+  const log = createLogger(sink, redactor, { daemon_pid: process.pid });
+
+  const store: SessionStore = config.mode === 'local' ? new MemorySessionStore() : new PgSessionStore({ connectionString: config.databaseUrl! });
+  const verifier: TokenVerifier = config.mode === 'local'
+    ? createLocalSecretVerifier(secret!, os.userInfo().username)
+    : new SupabaseJwtVerifier({ supabaseUrl: config.supabaseUrl!, jwtSecret: config.jwtSecret ?? undefined });
+
+  if (config.mode === 'supabase') {
+    try {
+      const recovered = await store.recoverAbandoned(config.daemonId);
+      if (recovered > 0) log.info('marked sessions left by the previous instance as disconnected', { count: recovered });
+    } catch (err) {
+      // Not fatal: rows left behind read as stale after the liveness bound anyway.
+      log.error('could not recover sessions of the previous instance', { error: err });
+      process.stderr.write(`exai-daemon: warning: ${(err as Error).message}\n`);
+    }
+  }
+
+  const server = createDaemonServer(
+    {
+      options: {
+        mode: config.mode,
+        daemonId: config.daemonId,
+        helloTimeoutMs: config.helloTimeoutMs,
+        sessionTimeoutSec: config.sessionTimeoutSec,
+        heartbeatSec: config.heartbeatSec,
+        maxConnectionsPerUser: config.maxConnectionsPerUser,
+        maxInflight: config.maxInflightPerConnection,
+      },
+      verifier,
+      store,
+      tools: new ToolRegistry().register(...builtinTools),
+      log,
+    },
+    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode },
+  );
+
+  let address: { host: string; port: number };
+  try {
+    address = await server.listen(config.host, config.port);
+  } catch (err) {
+    releaseLock();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') fatal(`port ${config.port} on ${config.host} is already in use; choose another with --port (or EXAI_WS_PORT), or 0 for any free port.`);
+    if (code === 'EADDRNOTAVAIL') fatal(`--host ${config.host} is not an address of this machine.`);
+    throw err;
+  }
+
+  if (config.mode === 'local') {
+    writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret: secret!, mode: 'local', started_at: new Date().toISOString() });
+  }
+  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file });
+  printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
+
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { why });
+    await server.drain(DRAIN_GRACE_MS);
+    if (config.mode === 'local') {
+      removeDiscovery(config.stateDir);
+      releaseLock();
+    }
+    await store.end().catch(() => {});
+    await sink.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  exitWhenUnused(server, config, log, () => void stop(`no connection for ${config.idleExitSec} s`));
+}
+
+/** A daemon the extension spawned exits on its own once nobody has used it for a while. */
+function exitWhenUnused(server: DaemonServer, config: DaemonConfig, log: Logger, stop: () => void): void {
+  if (config.idleExitSec <= 0) return;
+  let timer: NodeJS.Timeout | null = null;
+  const arm = (count: number) => {
+    if (timer) clearTimeout(timer);
+    timer = count === 0 ? setTimeout(stop, config.idleExitSec * 1000) : null;
+  };
+  server.onConnectionCountChange(arm);
+  arm(0);
+  log.info('will exit when unused', { after_s: config.idleExitSec });
+}
+
+function safePassword(databaseUrl: string): string | null {
+  try {
+    return decodeURIComponent(new URL(databaseUrl).password) || null;
+  } catch {
+    return null;
+  }
+}
+
+main().catch((err) => fatal(`unexpected error: ${(err as Error).stack ?? err}`));

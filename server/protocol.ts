@@ -1,0 +1,148 @@
+// The wire protocol between a VS Code window and the daemon: JSON text frames, each with an `op`.
+// This file is the only definition of a frame's shape; the extension imports it too.
+// Human-readable description: docs/protocol.md.
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 2;
+
+/** WebSocket close codes the daemon uses. 4000-4999 are reserved for applications by RFC 6455. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001, // daemon shutting down (drain)
+  tryAgainLater: 1013, // auth backend (JWKS, database) unreachable right now
+  notJson: 4000,
+  notHello: 4001,
+  helloTimeout: 4002,
+  tokenInvalid: 4003,
+  tokenExpired: 4004,
+  idleTimeout: 4005,
+  sessionEnded: 4006, // the session row was ended outside this connection
+  tooManyConnections: 4008,
+  protocolUnsupported: 4009,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** Error codes carried in `error.code` of hello_ack, auth_ack, call_tool_res and error frames. */
+export const ErrorCode = {
+  invalidJson: 'invalid_json',
+  invalidFrame: 'invalid_frame',
+  helloRequired: 'hello_required',
+  helloTimeout: 'hello_timeout',
+  protocolUnsupported: 'protocol_unsupported',
+  tokenInvalid: 'token_invalid',
+  tokenExpired: 'token_expired',
+  userMismatch: 'user_mismatch',
+  tooManyConnections: 'too_many_connections',
+  authUnavailable: 'auth_unavailable',
+  storeUnavailable: 'store_unavailable',
+  unknownOp: 'unknown_op',
+  unknownTool: 'unknown_tool',
+  invalidArguments: 'invalid_arguments',
+  cancelled: 'cancelled',
+  overCapacity: 'over_capacity',
+  toolFailed: 'tool_failed',
+  shuttingDown: 'shutting_down',
+  sessionEnded: 'session_ended',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface WireError {
+  code: ErrorCode | string;
+  message: string;
+}
+
+// ---------------------------------------------------------------- client -> daemon
+
+const requestId = z.string().min(1).max(128);
+
+export const HelloFrame = z.object({
+  op: z.literal('hello'),
+  protocol: z.number().int(),
+  token: z.string().min(1).max(16 * 1024),
+  client: z
+    .object({
+      instance: z.string().max(128).optional(),
+      version: z.string().max(64).optional(),
+    })
+    .optional(),
+});
+export type HelloFrame = z.infer<typeof HelloFrame>;
+
+export const AuthFrame = z.object({ op: z.literal('auth'), request_id: requestId, token: z.string().min(1).max(16 * 1024) });
+export const ListToolsFrame = z.object({ op: z.literal('list_tools'), request_id: requestId.optional() });
+export const CallToolFrame = z.object({
+  op: z.literal('call_tool'),
+  request_id: requestId,
+  name: z.string().min(1).max(128),
+  arguments: z.record(z.string(), z.unknown()).optional(),
+});
+export const CancelFrame = z.object({ op: z.literal('cancel'), request_id: requestId });
+export const PingFrame = z.object({ op: z.literal('ping'), request_id: requestId.optional() });
+
+/** Every frame a client may send after hello_ack. */
+export const ClientFrame = z.discriminatedUnion('op', [HelloFrame, AuthFrame, ListToolsFrame, CallToolFrame, CancelFrame, PingFrame]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+export type AuthFrame = z.infer<typeof AuthFrame>;
+export type CallToolFrame = z.infer<typeof CallToolFrame>;
+
+// ---------------------------------------------------------------- daemon -> client
+
+export interface WireUser {
+  id: string;
+  email: string | null;
+}
+
+export type HelloAck =
+  | { op: 'hello_ack'; ok: true; session_id: string; user: WireUser; expires_at: number | null; server: { version: string } }
+  | { op: 'hello_ack'; ok: false; error: WireError };
+
+export type AuthAck =
+  | { op: 'auth_ack'; request_id: string; ok: true; expires_at: number | null }
+  | { op: 'auth_ack'; request_id: string; ok: false; error: WireError };
+
+export interface ToolDescription {
+  name: string;
+  description: string;
+  inputSchema: Record<string, unknown>;
+}
+
+export interface TextOutput {
+  type: 'text';
+  text: string;
+}
+
+export type CallToolResult =
+  | { op: 'call_tool_res'; request_id: string; ok: true; outputs: TextOutput[] }
+  | { op: 'call_tool_res'; request_id: string; ok: false; error: WireError };
+
+export type ServerFrame =
+  | HelloAck
+  | AuthAck
+  | { op: 'auth_expiring'; expires_at: number }
+  | { op: 'list_tools_res'; request_id?: string; tools: ToolDescription[] }
+  | { op: 'call_tool_ack'; request_id: string; name: string }
+  | { op: 'progress'; request_id: string; message: string }
+  | CallToolResult
+  | { op: 'cancel_ack'; request_id: string; ok: boolean }
+  | { op: 'pong'; request_id?: string }
+  | { op: 'shutdown'; message: string }
+  | { op: 'error'; request_id?: string; error: WireError };
+
+/** Body of GET /health. Counts only: never a token, an email or a user id. */
+export interface HealthBody {
+  status: 'ok' | 'draining';
+  version: string;
+  mode: 'local' | 'supabase';
+  uptime_s: number;
+  connections: number;
+  users: number;
+}
+
+/** The line the daemon prints on stdout once it listens (or finds a live local daemon). */
+export interface ListeningLine {
+  event: 'listening' | 'already_running';
+  host: string;
+  port: number;
+  pid: number;
+  version: string;
+}

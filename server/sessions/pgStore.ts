@@ -1,0 +1,155 @@
+// SessionStore on a direct Postgres connection. The daemon's own role connects; each user-scoped
+// call then runs as `authenticated` with the user's JWT claims, as PostgREST would, so the RLS
+// policies and the SQL functions in supabase/migrations/ decide what the user may do.
+import { Pool, type PoolClient } from 'pg';
+import type { Identity } from '../auth/identity';
+import {
+  StoreUnavailable,
+  type ClaimResult,
+  type SessionMetadata,
+  type SessionRow,
+  type SessionStore,
+  type StoredStatus,
+} from './store';
+
+export interface PgSessionStoreOptions {
+  connectionString: string;
+  max?: number;
+}
+
+export class PgSessionStore implements SessionStore {
+  private readonly pool: Pool;
+  private ended = false;
+
+  constructor(options: PgSessionStoreOptions) {
+    this.pool = new Pool({
+      connectionString: options.connectionString,
+      max: options.max ?? 10,
+      application_name: 'exai-daemon',
+      // Fail (and retry later) instead of hanging when the database host does not answer.
+      connectionTimeoutMillis: 10_000,
+    });
+    // An idle client whose backend goes away emits 'error' on the pool; unhandled, it would crash the daemon.
+    // The next query fails and is reported as StoreUnavailable instead.
+    this.pool.on('error', () => {});
+  }
+
+  async recoverAbandoned(daemonId: string): Promise<number> {
+    // As the pool's own role (owner/superuser), not as a user: these rows belong to many users.
+    try {
+      const { rows } = await this.pool.query<{ n: number }>(
+        'select public.mcp_disconnect_daemon_sessions($1) as n',
+        [daemonId],
+      );
+      return rows[0].n;
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+
+  async claim(caller: Identity, sessionId: string, maxPerUser: number, metadata: SessionMetadata): Promise<ClaimResult> {
+    const row = await this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ claimed: boolean; active: number }>(
+        'select claimed, active from public.mcp_claim_session($1, $2, $3::jsonb)',
+        [sessionId, maxPerUser, JSON.stringify(metadata)],
+      );
+      return rows[0];
+    });
+    return row.claimed ? { ok: true } : { ok: false, active: row.active };
+  }
+
+  async touch(caller: Identity, sessionId: string): Promise<boolean> {
+    return this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ touched: boolean }>('select public.mcp_touch_session($1) as touched', [sessionId]);
+      return rows[0].touched;
+    });
+  }
+
+  async close(caller: Identity, sessionId: string, status: 'disconnected' | 'expired'): Promise<void> {
+    await this.asUser(caller, (c) => c.query('select public.mcp_close_session($1, $2)', [sessionId, status]));
+  }
+
+  async listOwn(caller: Identity): Promise<SessionRow[]> {
+    const rows = await this.asUser(caller, async (c) => {
+      const result = await c.query<{
+        session_id: string;
+        created_at: Date;
+        last_active: Date;
+        connection_status: StoredStatus | 'stale';
+        metadata: Record<string, unknown>;
+      }>('select session_id, created_at, last_active, connection_status, metadata from public.mcp_list_sessions()');
+      return result.rows;
+    });
+    return rows.map((r) => ({
+      session_id: r.session_id,
+      created_at: r.created_at.toISOString(),
+      last_active: r.last_active.toISOString(),
+      connection_status: r.connection_status,
+      metadata: r.metadata,
+    }));
+  }
+
+  async end(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.pool.end();
+  }
+
+  /** Runs `fn` in one transaction as role `authenticated` with the caller's JWT claims (PostgREST-style). */
+  private async asUser<T>(caller: Identity, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+    let broken = false;
+    try {
+      // `local`: the role and the claims end with the transaction, so a pooled connection never keeps them.
+      // READ COMMITTED even if the server default differs: mcp_claim_session counts after its lock and
+      // must see the rows committed by the previous lock holder.
+      await client.query('begin isolation level read committed; set local role authenticated');
+      await client.query("select set_config('request.jwt.claims', $1, true)", [JSON.stringify(caller.claims)]);
+      const result = await fn(client);
+      await client.query('commit');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('rollback');
+      } catch {
+        broken = true; // the connection is unusable; drop it rather than return it to the pool
+      }
+      throw toStoreError(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+// SQLSTATEs meaning "the server is not available to us right now" (the rest are real query errors).
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '53400']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
+]);
+
+/** Maps connection/backend failures to StoreUnavailable; other errors pass through unchanged. */
+function toStoreError(err: unknown): unknown {
+  if (err instanceof StoreUnavailable || !(err instanceof Error)) return err;
+  const raw = (err as Error & { code?: unknown }).code;
+  const code = typeof raw === 'string' ? raw : '';
+  // Only the code goes into the message: pg's own messages may name the host, user or database.
+  if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08')) {
+    return new StoreUnavailable(`The session database is unreachable (${code}); the daemon will retry. Try again shortly.`, err);
+  }
+  if (code.startsWith('28') || code === '3D000') {
+    return new StoreUnavailable(
+      `The session database refused the daemon's connection (${code}); ask the daemon's operator to check its database settings.`,
+      err,
+    );
+  }
+  // pg raises these without a code when the socket closes or the connect timeout fires.
+  if (/^Connection terminated|timeout exceeded when trying to connect/.test(err.message)) {
+    return new StoreUnavailable('The session database is unreachable (connection lost or timed out); the daemon will retry. Try again shortly.', err);
+  }
+  return err;
+}

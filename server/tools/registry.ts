@@ -1,0 +1,107 @@
+// Tools by name: each has a zod input schema (published to clients as JSON Schema) and a run()
+// that receives validated arguments, a context (who is calling) and an AbortSignal for cancel.
+// Tools never see a socket.
+import { z } from 'zod';
+import type { Identity } from '../auth/identity';
+import type { Logger } from '../log';
+import type { SessionStore } from '../sessions/store';
+import { ErrorCode, type TextOutput, type ToolDescription, type WireError } from '../protocol';
+
+export interface ToolContext {
+  identity: Identity;
+  /** This connection's mcp_sessions.session_id. */
+  sessionId: string;
+  instance: string | null;
+  mode: 'local' | 'supabase';
+  store: SessionStore;
+  log: Logger;
+  signal: AbortSignal;
+  /** Sends a `progress` frame for this call. */
+  progress(message: string): void;
+}
+
+export interface Tool<Input extends z.ZodType = z.ZodType> {
+  name: string;
+  description: string;
+  input: Input;
+  run(args: z.infer<Input>, ctx: ToolContext): Promise<string | TextOutput[]>;
+}
+
+/** A failure a tool reports on purpose; its code and message go to the client as they are. */
+export class ToolError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'ToolError';
+  }
+}
+
+export type ToolOutcome = { ok: true; outputs: TextOutput[] } | { ok: false; error: WireError };
+
+export function defineTool<Input extends z.ZodType>(tool: Tool<Input>): Tool<Input> {
+  return tool;
+}
+
+export class ToolRegistry {
+  private readonly tools = new Map<string, Tool>();
+  private described: ToolDescription[] | null = null;
+
+  register(...tools: Tool<any>[]): this {
+    for (const tool of tools) {
+      if (this.tools.has(tool.name)) throw new Error(`tool ${tool.name} registered twice`);
+      this.tools.set(tool.name, tool);
+    }
+    this.described = null;
+    return this;
+  }
+
+  list(): ToolDescription[] {
+    this.described ??= [...this.tools.values()].map((t) => ({
+      name: t.name,
+      description: t.description,
+      inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+    }));
+    return this.described;
+  }
+
+  /** Validates and runs one call. Never throws: every failure becomes an error outcome. */
+  async call(name: string, rawArgs: unknown, ctx: ToolContext): Promise<ToolOutcome> {
+    const tool = this.tools.get(name);
+    if (!tool) return fail(ErrorCode.unknownTool, `There is no tool named "${name}". Call list_tools to see the available tools.`);
+    const parsed = tool.input.safeParse(rawArgs ?? {});
+    if (!parsed.success) return fail(ErrorCode.invalidArguments, `Invalid arguments for ${name}: ${z.prettifyError(parsed.error)}`);
+    try {
+      const result = await tool.run(parsed.data, ctx);
+      if (ctx.signal.aborted) return cancelled(name);
+      return { ok: true, outputs: typeof result === 'string' ? [{ type: 'text', text: result }] : result };
+    } catch (err) {
+      if (ctx.signal.aborted) return cancelled(name);
+      if (err instanceof ToolError) return fail(err.code, err.message);
+      ctx.log.error('tool failed', { tool: name, error: err });
+      return fail(ErrorCode.toolFailed, `The ${name} tool failed: ${(err as Error).message ?? String(err)}`);
+    }
+  }
+}
+
+function fail(code: string, message: string): ToolOutcome {
+  return { ok: false, error: { code, message } };
+}
+
+function cancelled(name: string): ToolOutcome {
+  return fail(ErrorCode.cancelled, `The ${name} call was cancelled.`);
+}
+
+/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
+export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new Error('aborted'));
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new Error('aborted'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
