@@ -36,8 +36,13 @@ async function main() {
     builds.push({ ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist', external: [...common.external, 'vscode'] });
   }
   if (args.has('--tests')) {
-    const entryPoints = ['unit', 'daemon'].flatMap((d) => listTests(path.join('test', d)));
+    const entryPoints = ['unit', 'daemon', 'auth-server', 'e2e'].flatMap((d) => listTests(path.join('test', d)));
+    // Programs the tests start: the GoTrue-compatible test server's CLI.
+    if (fs.existsSync('test/auth-server/main.ts')) entryPoints.push('test/auth-server/main.ts');
     builds.push({ ...common, entryPoints, outdir: 'out/test', outbase: 'test', packages: 'external' });
+    // The suite that runs inside VS Code's extension host (mocha loaded by test/vscode/index.ts).
+    const inHost = [path.join('test', 'vscode', 'index.ts'), ...listTests(path.join('test', 'vscode'))];
+    builds.push({ ...common, entryPoints: inHost, outdir: 'out/test/vscode', packages: 'external', external: ['vscode'] });
   }
   if (args.has('--watch')) {
     for (const b of builds) await (await esbuild.context(b)).watch();

@@ -13,14 +13,19 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 . scripts/postgres.sh
+# Real VS Code for the in-host and end-to-end suites: code-server + Debian Chromium (first run ~2 min).
+. scripts/code-server.sh
+cs_setup
 
+mkdir -p test-results
 echo "[test] type-checking ..."
 npx tsc -p tsconfig.json --noEmit
 echo "[test] building ..."
 rm -rf out
 node esbuild.js --tests
+echo "[test] packaging the extension ..."
+bash scripts/package.sh > test-results/package.log 2>&1 || { cat test-results/package.log; exit 1; }
 
-mkdir -p test-results
 set +e
 npx mocha --config test/.mocharc.json "$@"
 rc=$?

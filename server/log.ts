@@ -9,7 +9,7 @@ export type Fields = Record<string, unknown>;
 
 // Three base64url segments starting with a JSON header ("eyJ" = '{"'): any JWT, signed or not.
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
-const BEARER_PATTERN = /(bearer\s+)[^\s"',;]+/gi;
+const BEARER_PATTERN = /(bearer\s+)[^\s"',;\\]+/gi; // stops at a backslash: in a JSON line it escapes what follows
 // Connection strings: keep the host, drop the password.
 const URL_PASSWORD_PATTERN = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s"']+:)[^@\s"']+@/gi;
 

@@ -35,17 +35,14 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  let releaseLock = () => {};
-  if (config.mode === 'local') {
-    const lock = acquireInstanceLock(config.stateDir);
-    if (!lock.acquired) {
-      const running = await waitForDiscovery(config.stateDir, lock.ownerPid);
-      if (!running) fatal(`another daemon (pid ${lock.ownerPid}) holds ${config.stateDir}/daemon.lock but never published its port; stop it or remove the lock.`);
-      printLine({ event: 'already_running', host: running.host, port: running.port, pid: running.pid, version: running.version });
-      process.exit(0);
-    }
-    releaseLock = lock.release;
+  const lock = acquireInstanceLock(config.stateDir);
+  if (!lock.acquired) {
+    const running = await waitForDiscovery(config.stateDir, lock.ownerPid);
+    if (!running) fatal(`another daemon (pid ${lock.ownerPid}) holds ${config.stateDir}/daemon.lock but never published its port; stop it or remove the lock.`);
+    printLine({ event: 'already_running', host: running.host, port: running.port, pid: running.pid, version: running.version });
+    process.exit(0);
   }
+  const releaseLock = lock.release;
 
   const redactor = new Redactor();
   const secret = config.mode === 'local' ? newLocalSecret() : null;
@@ -101,28 +98,26 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  if (config.mode === 'local') {
-    writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret: secret!, mode: 'local', started_at: new Date().toISOString() });
-  }
-  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file });
-  printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
-
+  // Installed before the discovery file and the listening line: from then on a SIGTERM must find
+  // a handler (without one, Node dies of the signal and leaves daemon.json and daemon.lock behind).
   let stopping = false;
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { why });
     await server.drain(DRAIN_GRACE_MS);
-    if (config.mode === 'local') {
-      removeDiscovery(config.stateDir);
-      releaseLock();
-    }
+    removeDiscovery(config.stateDir);
+    releaseLock();
     await store.end().catch(() => {});
     await sink.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret, mode: config.mode, started_at: new Date().toISOString() });
+  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file });
+  printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
+
   exitWhenUnused(server, config, log, () => void stop(`no connection for ${config.idleExitSec} s`));
 }
 

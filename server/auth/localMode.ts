@@ -1,6 +1,7 @@
-// Local mode (the embedded default, no Supabase): one daemon per state directory, found through a
-// discovery file that holds its port and a random secret. Only processes that can read the 0600
-// file (the same OS user) can connect.
+// One daemon per state directory, found through a discovery file that holds its port and, in
+// local mode (the embedded default, no Supabase), a random secret: only processes that can read
+// the 0600 file (the same OS user) can connect. Supabase-mode daemons take the same lock, so the
+// state directory also names the daemon (EXAI_DAEMON_ID's default) without two sharing it.
 //
 //   <stateDir>/daemon.lock   created with O_EXCL; holds the owner's pid. Whoever creates it runs.
 //   <stateDir>/daemon.json   written atomically once listening: pid, host, port, version, secret.
@@ -13,8 +14,9 @@ export interface DiscoveryInfo {
   host: string;
   port: number;
   version: string;
-  secret: string;
-  mode: 'local';
+  /** The local-mode hello token; null in supabase mode (users present their own JWTs). */
+  secret: string | null;
+  mode: 'local' | 'supabase';
   started_at: string;
 }
 
@@ -70,7 +72,11 @@ export function acquireInstanceLock(stateDir: string, pid = process.pid): LockOu
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = readPid(lock);
-    if (owner !== null && isProcessAlive(owner)) return { acquired: false, ownerPid: owner };
+    // A live owner runs the daemon, unless its pid was reused by an unrelated process (after a
+    // reboot): a real owner publishes daemon.json within seconds of taking the lock.
+    if (owner !== null && isProcessAlive(owner) && (readDiscovery(stateDir)?.pid === owner || Date.now() - mtimeMs(lock) < 30_000)) {
+      return { acquired: false, ownerPid: owner };
+    }
     if (owner === null && Date.now() - mtimeMs(lock) < 2000) {
       sleepSync(20); // created a moment ago, pid not written yet
       continue;

@@ -10,7 +10,7 @@ import {
   AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, PROTOCOL_VERSION,
   type CallToolResult, type ServerFrame, type WireError,
 } from '../protocol';
-import { StoreUnavailable, type SessionStore } from '../sessions/store';
+import { StoreUnavailable, type ClaimResult, type SessionStore } from '../sessions/store';
 import type { ToolRegistry } from '../tools/registry';
 import { VERSION } from '../version';
 
@@ -50,7 +50,8 @@ export class Connection {
   identity: Identity | null = null;
   readonly sessionId = crypto.randomUUID();
   instance: string | null = null;
-  private claimed = false;
+  /** The session row's insert, once started; end() waits for it so a row is never left `connected`. */
+  private claiming: Promise<ClaimResult> | null = null;
   private log: Logger;
   private lastActivity = Date.now();
   private readonly inflight = new Map<string, InflightCall>();
@@ -145,24 +146,31 @@ export class Connection {
     }
     if (this.isGone()) return;
 
-    try {
-      const claim = await this.deps.store.claim(identity, this.sessionId, this.deps.options.maxConnectionsPerUser, {
+    this.claiming = this.deps.store
+      .claim(identity, this.sessionId, this.deps.options.maxConnectionsPerUser, {
         daemon_id: this.deps.options.daemonId,
         instance: this.instance,
         client_version: hello.client?.version ?? null,
         pid: process.pid,
+      })
+      .then((claim) => {
+        if (claim.ok) this.identity = identity;
+        return claim;
       });
-      if (!claim.ok) {
-        return this.refuse(CloseCode.tooManyConnections, ErrorCode.tooManyConnections,
-          `This account already has ${claim.active} open connections (the limit is ${this.deps.options.maxConnectionsPerUser}). Close another VS Code window or wait for an idle one to time out.`);
-      }
+    let claim: Awaited<typeof this.claiming>;
+    try {
+      claim = await this.claiming;
     } catch (err) {
       this.log.error('could not record the session', { error: err });
       const message = err instanceof StoreUnavailable ? err.message : 'The daemon could not record this session; it will accept a reconnect once its database is back.';
       return this.refuse(CloseCode.tryAgainLater, ErrorCode.storeUnavailable, message);
     }
-    this.claimed = true;
-    this.identity = identity;
+    // The socket may have closed while the claim was in flight; end() then writes the row's final status.
+    if ((this.state as State) === 'closed') return;
+    if (!claim.ok) {
+      return this.refuse(CloseCode.tooManyConnections, ErrorCode.tooManyConnections,
+        `This account already has ${claim.active} open connections (the limit is ${this.deps.options.maxConnectionsPerUser}). Close another VS Code window or wait for an idle one to time out.`);
+    }
     if (this.isGone()) return void this.end('disconnected', 'client left during hello');
 
     this.state = 'open';
@@ -358,7 +366,8 @@ export class Connection {
     this.timers.clear();
     for (const call of this.inflight.values()) call.controller.abort();
     if (wasOpen) this.log.info('closed', { status, reason });
-    if (this.claimed && this.identity) await this.writeFinalStatus(this.identity, status);
+    const claimed = this.claiming ? await this.claiming.then((c) => c.ok, () => false) : false;
+    if (claimed && this.identity) await this.writeFinalStatus(this.identity, status);
     this.onClosed(this);
     this.resolveFinished();
   }

@@ -32,7 +32,7 @@ describe('wire protocol (local mode daemon)', function () {
 
   before(async function () {
     daemon = await startDaemon({ env: { EXAI_HELLO_TIMEOUT_MS: '700' } });
-    secret = readDiscovery(daemon.stateDir)!.secret;
+    secret = readDiscovery(daemon.stateDir)!.secret!;
   });
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((c) => c.close()));

@@ -46,7 +46,7 @@ export function runDaemon(opts: DaemonOptions = {}, timeoutMs = 15000): Promise<
   proc.stderr!.on('data', (d) => (stderr += d));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`daemon did not exit within ${timeoutMs} ms; stdout=${stdout} stderr=${stderr}`)); }, timeoutMs);
-    proc.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    proc.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); }); // 'close': all output read
   });
 }
 

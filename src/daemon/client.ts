@@ -1,0 +1,590 @@
+// The WebSocket client of one VS Code window (protocol: docs/protocol.md, shapes: server/protocol.ts).
+// Plain Node, no 'vscode': the extension renders `state` and passes the user's actions in.
+//
+// Every request carries its own request_id and every reply is routed by it, so any number of calls
+// may be in flight at once. (The original client read "the next frame" as the answer to its request
+// and mixed up concurrent calls.)
+import crypto from 'node:crypto';
+import WebSocket from 'ws';
+import {
+  CloseCode, PROTOCOL_VERSION,
+  type AuthFrame, type CallToolFrame, type ClientFrame, type HelloFrame, type ServerFrame,
+  type TextOutput, type ToolDescription, type WireError, type WireUser,
+} from '../../server/protocol';
+import type { CrashGuard } from './launcher';
+
+export type ClientState =
+  | { kind: 'connecting'; attempt: number }
+  | { kind: 'connected'; sessionId: string; user: WireUser; expiresAt: number | null; serverVersion: string }
+  | { kind: 'reconnecting'; attempt: number; delayMs: number; reason: string }
+  | { kind: 'error'; code: string; message: string; closeCode?: number; retrying: boolean }
+  | { kind: 'stopped' };
+
+export type CallToolOutcome = { ok: true; outputs: TextOutput[] } | { ok: false; error: WireError };
+export type ReauthOutcome = { ok: true; expiresAt: number | null } | { ok: false; code: string; message: string };
+
+export interface Disposable {
+  dispose(): void;
+}
+
+export interface ClientLog {
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+}
+
+export interface DaemonClientOptions {
+  /** Where to connect and with which token; called before every attempt (the launcher runs here). */
+  endpoint: () => Promise<{ url: string; token: string }>;
+  /** Names this window in the daemon's logs. */
+  instance: string;
+  clientVersion: string;
+  log: ClientLog;
+  backoff?: { baseMs: number; maxMs: number };
+  /** Jitter source, [0, 1). Tests pass a constant. */
+  random?: () => number;
+  /** Called on close 4004: refresh the token so the next endpoint() returns a fresh one. */
+  onTokenExpired?: () => Promise<void>;
+  /** Counts daemon crashes (connection lost after hello, failed starts); stops retrying when it trips. */
+  crashGuard?: CrashGuard;
+  /** Overrides for tests; the defaults are the protocol's. */
+  timing?: Partial<Timing>;
+}
+
+export interface Timing {
+  /** WebSocket upgrade + hello_ack. */
+  helloMs: number;
+  /** auth_ack, list_tools_res. */
+  requestMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  /** Retry delay after 4008 (too many connections). */
+  slowRetryMs: number;
+  /** After a cancel, how long to wait for the daemon's `cancelled` result before giving up on it. */
+  cancelGraceMs: number;
+}
+
+const DEFAULT_TIMING: Timing = {
+  helloMs: 15_000,
+  requestMs: 15_000,
+  pingIntervalMs: 30_000,
+  pongTimeoutMs: 10_000,
+  slowRetryMs: 60_000,
+  cancelGraceMs: 5_000,
+};
+
+/** A request that never got a reply from the daemon (the daemon's own refusals resolve as ok:false). */
+export class DaemonRequestError extends Error {
+  override name = 'DaemonRequestError';
+  constructor(
+    readonly code: 'not_connected' | 'connection_lost' | 'stopped' | 'timeout' | string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Full jitter: a uniformly random delay in [0, min(maxMs, baseMs * 2^retry)), retry counted from 0. */
+export function backoffDelay(retry: number, baseMs: number, maxMs: number, random: () => number): number {
+  return random() * Math.min(maxMs, baseMs * 2 ** retry);
+}
+
+/** Only loopback hosts may receive a token over plain ws:// (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+interface Pending {
+  onFrame(frame: ServerFrame): void;
+  fail(err: DaemonRequestError): void;
+}
+
+/** One WebSocket and everything tied to it; events of a link that is no longer current are ignored. */
+interface Link {
+  ws: WebSocket;
+  helloTimer: NodeJS.Timeout | null;
+  pingTimer: NodeJS.Timeout | null;
+  pongTimer: NodeJS.Timeout | null;
+  pingSeq: number;
+  awaitingPong: string | null;
+  helloError: WireError | null;
+  shutdownMessage: string | null;
+  /** Why we ended it ourselves (hello timeout, no pong), or the socket error. */
+  localReason: string | null;
+  connected: boolean;
+}
+
+class Emitter<T> {
+  private readonly listeners = new Set<(value: T) => void>();
+  constructor(private readonly log: ClientLog) {}
+  on(listener: (value: T) => void): Disposable {
+    this.listeners.add(listener);
+    return { dispose: () => void this.listeners.delete(listener) };
+  }
+  fire(value: T): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(value);
+      } catch (err) {
+        this.log.error(`a listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+export class DaemonClient {
+  private current: ClientState = { kind: 'stopped' };
+  private running = false;
+  /** Bumped by every connect, stop and reconnectNow: a slower async step of an older attempt sees it changed and gives up. */
+  private gen = 0;
+  private link: Link | null = null;
+  private retries = 0; // consecutive failed attempts; reset by a successful hello
+  private expiredInARow = 0; // 4004 closes without a successful hello in between
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly pending = new Map<string, Pending>();
+  private readonly stateEmitter: Emitter<ClientState>;
+  private readonly expiringEmitter: Emitter<number>;
+  private readonly timing: Timing;
+  private readonly backoff: { baseMs: number; maxMs: number };
+  private readonly random: () => number;
+
+  constructor(private readonly opts: DaemonClientOptions) {
+    this.stateEmitter = new Emitter(opts.log);
+    this.expiringEmitter = new Emitter(opts.log);
+    this.timing = { ...DEFAULT_TIMING, ...opts.timing };
+    this.backoff = opts.backoff ?? { baseMs: 500, maxMs: 30_000 };
+    this.random = opts.random ?? Math.random;
+  }
+
+  get state(): ClientState {
+    return this.current;
+  }
+
+  onState(listener: (state: ClientState) => void): Disposable {
+    return this.stateEmitter.on(listener);
+  }
+
+  /** `auth_expiring`: the token expires at `expiresAt` (unix s); call reauthenticate() with a fresh one. */
+  onAuthExpiring(listener: (expiresAt: number) => void): Disposable {
+    return this.expiringEmitter.on(listener);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.connect();
+  }
+
+  /** Closes with 1000 and stays stopped; calls in flight reject. */
+  stop(): void {
+    this.running = false;
+    this.gen++;
+    this.clearRetry();
+    this.dropLink('The EXAI client was stopped.', 'stopped');
+    this.setState({ kind: 'stopped' });
+  }
+
+  /** The user's "Reconnect": forgets past failures and connects again at once (also after errors that are not retried). */
+  reconnectNow(): void {
+    this.running = true;
+    this.retries = 0;
+    this.expiredInARow = 0;
+    this.opts.crashGuard?.reset();
+    this.clearRetry();
+    this.dropLink('The connection was restarted (reconnect requested) while this request was in flight; it was not resent.', 'connection_lost');
+    void this.connect();
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal; onProgress?: (message: string) => void } = {}): Promise<CallToolOutcome> {
+    const link = this.openLink();
+    if (!link) return Promise.reject(this.notConnected());
+    const { signal, onProgress } = options;
+    if (signal?.aborted) return Promise.resolve({ ok: false, error: { code: 'cancelled', message: 'The call was cancelled before it was sent.' } });
+
+    const requestId = crypto.randomUUID();
+    return new Promise<CallToolOutcome>((resolve, reject) => {
+      let graceTimer: NodeJS.Timeout | null = null;
+      const done = () => {
+        this.pending.delete(requestId);
+        signal?.removeEventListener('abort', onAbort);
+        if (graceTimer) clearTimeout(graceTimer);
+      };
+      const onAbort = () => {
+        this.send({ op: 'cancel', request_id: requestId });
+        // The daemon answers a cancel with a `cancelled` result; don't wait forever if it can't.
+        graceTimer = setTimeout(() => {
+          done();
+          resolve({ ok: false, error: { code: 'cancelled', message: 'The call was cancelled (the daemon did not confirm it).' } });
+        }, this.timing.cancelGraceMs);
+      };
+      this.pending.set(requestId, {
+        onFrame: (frame) => {
+          if (frame.op === 'progress') return onProgress?.(frame.message);
+          if (frame.op === 'call_tool_res') {
+            done();
+            return resolve(frame.ok ? { ok: true, outputs: frame.outputs } : { ok: false, error: frame.error });
+          }
+          if (frame.op === 'error') {
+            done();
+            return resolve({ ok: false, error: frame.error });
+          }
+        },
+        fail: (err) => {
+          done();
+          reject(err);
+        },
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const frame: CallToolFrame = { op: 'call_tool', request_id: requestId, name, arguments: args };
+      this.send(frame);
+    });
+  }
+
+  listTools(): Promise<ToolDescription[]> {
+    const link = this.openLink();
+    if (!link) return Promise.reject(this.notConnected());
+    const requestId = crypto.randomUUID();
+    return new Promise<ToolDescription[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new DaemonRequestError('timeout', `The EXAI daemon did not list its tools within ${this.timing.requestMs / 1000} s.`));
+      }, this.timing.requestMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.pending.delete(requestId);
+      };
+      this.pending.set(requestId, {
+        onFrame: (frame) => {
+          if (frame.op === 'list_tools_res') {
+            done();
+            resolve(frame.tools);
+          } else if (frame.op === 'error') {
+            done();
+            reject(new DaemonRequestError(frame.error.code, frame.error.message));
+          }
+        },
+        fail: (err) => {
+          done();
+          reject(err);
+        },
+      });
+      this.send({ op: 'list_tools', request_id: requestId });
+    });
+  }
+
+  /** Presents a refreshed token on the open connection (answer to auth_expiring). Never rejects. */
+  reauthenticate(token: string): Promise<ReauthOutcome> {
+    const link = this.openLink();
+    if (!link) {
+      const err = this.notConnected();
+      return Promise.resolve({ ok: false, code: err.code, message: err.message });
+    }
+    const requestId = crypto.randomUUID();
+    return new Promise<ReauthOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        resolve({ ok: false, code: 'timeout', message: `The EXAI daemon did not answer the re-authentication within ${this.timing.requestMs / 1000} s.` });
+      }, this.timing.requestMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.pending.delete(requestId);
+      };
+      this.pending.set(requestId, {
+        onFrame: (frame) => {
+          if (frame.op === 'auth_ack') {
+            done();
+            if (!frame.ok) return resolve({ ok: false, code: frame.error.code, message: frame.error.message });
+            if (this.current.kind === 'connected' && this.link === link) this.setState({ ...this.current, expiresAt: frame.expires_at });
+            return resolve({ ok: true, expiresAt: frame.expires_at });
+          }
+          if (frame.op === 'error') {
+            done();
+            resolve({ ok: false, code: frame.error.code, message: frame.error.message });
+          }
+        },
+        fail: (err) => {
+          done();
+          resolve({ ok: false, code: err.code, message: err.message });
+        },
+      });
+      const frame: AuthFrame = { op: 'auth', request_id: requestId, token };
+      this.send(frame);
+    });
+  }
+
+  // ---------------------------------------------------------------- connecting
+
+  private async connect(): Promise<void> {
+    const gen = ++this.gen;
+    this.clearRetry();
+    this.setState({ kind: 'connecting', attempt: this.retries });
+
+    let endpoint: { url: string; token: string };
+    try {
+      endpoint = await this.opts.endpoint();
+    } catch (err) {
+      if (gen === this.gen && this.running) this.onEndpointFailed(err);
+      return;
+    }
+    if (gen !== this.gen || !this.running) return; // stopped or restarted meanwhile
+
+    let url: URL;
+    try {
+      url = new URL(endpoint.url);
+    } catch {
+      return this.fail('bad_url', `The EXAI daemon address "${endpoint.url}" is not a valid URL; expected ws://127.0.0.1:<port>/ or wss://<host>/.`, false);
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+      return this.fail('bad_url', `The EXAI daemon address must start with ws:// or wss:// (got ${url.protocol}//${url.host}).`, false);
+    }
+    if (url.protocol === 'ws:' && !isLoopbackHost(url.hostname)) {
+      return this.fail('insecure_url', `Refusing to send your sign-in token over unencrypted ws:// to ${url.hostname}; use wss:// for a remote daemon.`, false);
+    }
+
+    const where = `${url.protocol}//${url.host}${url.pathname}`; // never the query or userinfo
+    this.opts.log.info(`connecting to ${where} (attempt ${this.retries}, token ${endpoint.token ? 'present' : 'missing'})`);
+    const ws = new WebSocket(url, { handshakeTimeout: this.timing.helloMs, perMessageDeflate: false });
+    const link: Link = {
+      ws, helloTimer: null, pingTimer: null, pongTimer: null, pingSeq: 0, awaitingPong: null,
+      helloError: null, shutdownMessage: null, localReason: null, connected: false,
+    };
+    this.link = link;
+
+    // Bounds the upgrade and the hello_ack together.
+    link.helloTimer = setTimeout(() => {
+      link.localReason = `The EXAI daemon did not complete the handshake within ${this.timing.helloMs / 1000} s.`;
+      ws.terminate();
+    }, this.timing.helloMs);
+
+    ws.on('open', () => {
+      if (this.link !== link) return;
+      const hello: HelloFrame = { op: 'hello', protocol: PROTOCOL_VERSION, token: endpoint.token, client: { instance: this.opts.instance, version: this.opts.clientVersion } };
+      this.send(hello);
+    });
+    ws.on('message', (data, isBinary) => {
+      if (this.link !== link || isBinary) return;
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(data.toString()) as ServerFrame;
+      } catch {
+        return this.opts.log.warn('the daemon sent a frame that is not JSON; ignored');
+      }
+      this.onFrame(link, frame);
+    });
+    ws.on('error', (err) => {
+      if (this.link !== link) return;
+      link.localReason ??= `Could not talk to the EXAI daemon (${err.message}).`; // 'close' follows
+    });
+    ws.on('close', (code, reason) => {
+      if (this.link !== link) return;
+      void this.onClosed(link, code, reason.toString());
+    });
+  }
+
+  private onFrame(link: Link, frame: ServerFrame): void {
+    switch (frame.op) {
+      case 'hello_ack':
+        if (link.helloTimer) clearTimeout(link.helloTimer);
+        link.helloTimer = null;
+        if (!frame.ok) {
+          link.helloError = frame.error; // the close (and its code) follows
+          return;
+        }
+        link.connected = true;
+        this.retries = 0;
+        this.expiredInARow = 0;
+        this.opts.log.info(`connected: session ${frame.session_id}, daemon ${frame.server.version}`);
+        this.setState({ kind: 'connected', sessionId: frame.session_id, user: frame.user, expiresAt: frame.expires_at, serverVersion: frame.server.version });
+        this.startHeartbeat(link);
+        return;
+      case 'pong':
+        if (frame.request_id !== undefined && frame.request_id === link.awaitingPong) {
+          link.awaitingPong = null;
+          if (link.pongTimer) clearTimeout(link.pongTimer);
+          link.pongTimer = null;
+        }
+        return;
+      case 'auth_expiring':
+        return this.expiringEmitter.fire(frame.expires_at);
+      case 'shutdown':
+        link.shutdownMessage = frame.message;
+        return this.opts.log.info(`daemon: ${frame.message}`);
+      case 'cancel_ack':
+      case 'call_tool_ack':
+        return; // the call's result follows
+      default: {
+        const id = 'request_id' in frame ? frame.request_id : undefined;
+        const pending = id !== undefined ? this.pending.get(id) : undefined;
+        if (pending) return pending.onFrame(frame);
+        if (frame.op === 'error') this.opts.log.warn(`daemon error: ${frame.error.code}: ${frame.error.message}`);
+      }
+    }
+  }
+
+  private startHeartbeat(link: Link): void {
+    link.pingTimer = setInterval(() => {
+      if (link.awaitingPong) return;
+      const id = `ping-${++link.pingSeq}`;
+      link.awaitingPong = id;
+      this.send({ op: 'ping', request_id: id });
+      link.pongTimer = setTimeout(() => {
+        link.localReason = `The EXAI daemon did not answer a ping within ${this.timing.pongTimeoutMs / 1000} s.`;
+        this.opts.log.warn(link.localReason);
+        link.ws.terminate();
+      }, this.timing.pongTimeoutMs);
+    }, this.timing.pingIntervalMs);
+  }
+
+  private async onClosed(link: Link, code: number, reasonText: string): Promise<void> {
+    this.link = null;
+    clearLinkTimers(link);
+    const what = describeClose(code, reasonText, link);
+    this.failPending(new DaemonRequestError('connection_lost', `The connection to the EXAI daemon was lost (${what}) while this request was in flight; it was not resent. Run it again once EXAI has reconnected.`));
+    if (!this.running) return;
+    this.opts.log.info(`connection closed (${code}): ${what}`);
+    const daemonSays = link.helloError?.message ?? reasonText;
+
+    switch (code) {
+      case CloseCode.tokenInvalid:
+        return this.fail('token_invalid', `The EXAI daemon refused your sign-in${daemonSays ? ` (${daemonSays})` : ''}. Sign in again, then run 'EXAI: Reconnect'.`, false, code);
+      case CloseCode.tokenExpired:
+        return this.onTokenExpired(code);
+      case CloseCode.tooManyConnections:
+        return this.fail('too_many_connections', `${daemonSays || 'This account has too many open connections to the EXAI daemon; close another window.'} EXAI tries again in ${Math.round(this.timing.slowRetryMs / 1000)} s.`, true, code, this.timing.slowRetryMs);
+      case CloseCode.protocolUnsupported:
+        return this.fail('protocol_unsupported', daemonSays || 'The EXAI daemon speaks another protocol version; update the extension or restart the daemon so their versions match.', false, code);
+    }
+    // A socket that dies without a close frame after a good hello: the daemon crashed (or hung).
+    if (code === 1006 && link.connected && this.opts.crashGuard && !this.opts.crashGuard.recordCrash()) {
+      return this.fail('daemon_crashed', this.opts.crashGuard.message, false, code);
+    }
+    this.scheduleReconnect(what);
+  }
+
+  private async onTokenExpired(code: number): Promise<void> {
+    this.expiredInARow++;
+    if (this.expiredInARow >= 2) {
+      return this.fail('token_expired', "Your sign-in expired and refreshing it did not help. Sign in again, then run 'EXAI: Reconnect'.", false, code);
+    }
+    const gen = this.gen;
+    this.setState({ kind: 'reconnecting', attempt: this.retries, delayMs: 0, reason: 'Your sign-in token expired; refreshing it and reconnecting.' });
+    if (this.opts.onTokenExpired) {
+      try {
+        await withTimeout(this.opts.onTokenExpired(), this.timing.requestMs * 2, 'refreshing the token took too long');
+      } catch (err) {
+        this.opts.log.warn(`refreshing the token failed: ${(err as Error).message}`);
+      }
+    }
+    if (gen === this.gen && this.running) void this.connect();
+  }
+
+  private onEndpointFailed(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    const name = err instanceof Error ? err.name : '';
+    this.opts.log.warn(`could not get the daemon's address: ${message}`);
+    // Another version is running: retrying cannot help; the UI offers "Restart the daemon".
+    if (name === 'DaemonVersionMismatch') return this.fail('version_mismatch', message, false);
+    if (name === 'DaemonStartFailed') {
+      if (this.opts.crashGuard && !this.opts.crashGuard.recordCrash()) return this.fail('daemon_crashed', `${this.opts.crashGuard.message} Last error: ${message}`, false);
+      return this.fail('daemon_start_failed', message, true);
+    }
+    this.fail('endpoint_failed', `Could not reach the EXAI daemon: ${message}`, true);
+  }
+
+  // ---------------------------------------------------------------- retry policy
+
+  private scheduleReconnect(reason: string): void {
+    const delayMs = backoffDelay(this.retries, this.backoff.baseMs, this.backoff.maxMs, this.random);
+    this.retries++;
+    this.setState({ kind: 'reconnecting', attempt: this.retries, delayMs, reason });
+    this.retryTimer = setTimeout(() => void this.connect(), delayMs);
+  }
+
+  /** Error state; when retrying, the next attempt follows after `delayMs` (default: the backoff). */
+  private fail(code: string, message: string, retrying: boolean, closeCode?: number, delayMs?: number): void {
+    let text = message;
+    if (retrying) {
+      const delay = delayMs ?? backoffDelay(this.retries, this.backoff.baseMs, this.backoff.maxMs, this.random);
+      this.retries++;
+      this.retryTimer = setTimeout(() => void this.connect(), delay);
+      if (delayMs === undefined) text = `${message} Retrying in ${formatSeconds(delay)}.`;
+    }
+    this.opts.log.warn(`${code}: ${text}`);
+    this.setState({ kind: 'error', code, message: text, ...(closeCode !== undefined ? { closeCode } : {}), retrying });
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private openLink(): Link | null {
+    return this.link && this.link.connected && this.link.ws.readyState === WebSocket.OPEN ? this.link : null;
+  }
+
+  private notConnected(): DaemonRequestError {
+    const s = this.current;
+    const why = s.kind === 'error' ? s.message : s.kind === 'stopped' ? 'EXAI is stopped' : `EXAI is ${s.kind}`;
+    return new DaemonRequestError('not_connected', `Not connected to the EXAI daemon (${why}). Try again once it is connected.`);
+  }
+
+  private send(frame: ClientFrame): void {
+    const ws = this.link?.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  /** Abandons the current socket (its events are ignored from now on) and fails its requests. */
+  private dropLink(message: string, code: string): void {
+    const link = this.link;
+    this.link = null;
+    this.failPending(new DaemonRequestError(code, message));
+    if (!link) return;
+    clearLinkTimers(link);
+    if (link.ws.readyState === WebSocket.OPEN) link.ws.close(CloseCode.normal, 'client closed');
+    else if (link.ws.readyState === WebSocket.CONNECTING) link.ws.terminate(); // close() would throw here
+  }
+
+  private failPending(err: DaemonRequestError): void {
+    for (const pending of [...this.pending.values()]) pending.fail(err);
+    this.pending.clear();
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  private setState(state: ClientState): void {
+    this.current = state;
+    this.stateEmitter.fire(state);
+  }
+}
+
+function clearLinkTimers(link: Link): void {
+  if (link.helloTimer) clearTimeout(link.helloTimer);
+  if (link.pingTimer) clearInterval(link.pingTimer);
+  if (link.pongTimer) clearTimeout(link.pongTimer);
+  link.helloTimer = link.pingTimer = link.pongTimer = null;
+}
+
+/** A sentence for the user: why the connection ended. */
+function describeClose(code: number, reason: string, link: Link): string {
+  if (link.helloError) return `${link.helloError.message} (close ${code})`;
+  if (code === CloseCode.goingAway) return link.shutdownMessage ?? 'The EXAI daemon is shutting down.';
+  if (code === CloseCode.idleTimeout) return 'The daemon closed the connection after it was idle for too long.';
+  if (code === CloseCode.sessionEnded) return 'This session was ended outside this window.';
+  if (code === 1006) return link.localReason ? `${link.localReason}` : 'The connection to the EXAI daemon was lost.';
+  return `The EXAI daemon closed the connection (${code}${reason ? `: ${reason}` : ''}).`;
+}
+
+function formatSeconds(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms))),
+  ]);
+}

@@ -1,0 +1,313 @@
+// This window's connection to the daemon, as the window's user. It decides where to connect and
+// with which token, keeps the token fresh (refresh on a schedule under the account lock, adopt a
+// session another window refreshed, send `op:"auth"` so the connection never drops at expiry),
+// and turns every state into a Status for the status bar.
+import type { Session } from '@supabase/supabase-js';
+import { needsRefresh, refreshAheadSec, RefreshUnavailableError, SignedOutError, type Account, type Accounts } from '../auth/accounts';
+import type { WindowUser } from '../auth/windowUser';
+import type { ExaiConfig } from '../config';
+import type { NextAction, Status } from '../ui/status';
+import { DaemonClient, type CallToolOutcome, type ClientState } from './client';
+import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions } from './launcher';
+
+export interface WindowConnectionDeps {
+  config: ExaiConfig;
+  /** null in local mode. */
+  accounts: Accounts | null;
+  windowUser: WindowUser | null;
+  launcher: Omit<LauncherOptions, 'log'>;
+  instance: string;
+  version: string;
+  log: { info(m: string): void; warn(m: string): void; error(m: string): void; addSecret(v: string | null | undefined): void };
+  onStatus(status: Status): void;
+  /** A notification the user should see once (sign-out elsewhere, a bad setting). */
+  notify(message: string, actions: NextAction[]): void;
+}
+
+const REFRESH_RETRY_MS = [5_000, 15_000, 30_000, 60_000];
+const CLOCK_CHECK_MS = 10_000;
+const CLOCK_JUMP_MS = 30_000;
+
+export class WindowConnection {
+  private client: DaemonClient | null = null;
+  private account: Account | null = null;
+  /** The access token the live connection authenticated with (hello or the last auth). */
+  private tokenInUse: string | null = null;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private refreshFailures = 0;
+  private daemonUrl: string | null = null;
+  private readonly crashGuard: CrashGuard;
+  private readonly disposables: { dispose(): void }[] = [];
+  private clockTimer: NodeJS.Timeout;
+  private lastTick = Date.now();
+  private stopped = false;
+
+  constructor(private readonly deps: WindowConnectionDeps) {
+    this.crashGuard = new CrashGuard({ logDir: deps.launcher.logDir });
+    if (deps.accounts) this.disposables.push(deps.accounts.onDidChange((id) => void this.onStoredSessionChanged(id)));
+    if (deps.windowUser) this.disposables.push(deps.windowUser.onDidChange(() => void this.restart('switched user')));
+    // Sleep/resume: timers fire late or not at all; a jump in wall-clock time means "re-check now".
+    this.clockTimer = setInterval(() => {
+      const now = Date.now();
+      if (now - this.lastTick > CLOCK_CHECK_MS + CLOCK_JUMP_MS) {
+        deps.log.info(`clock jumped ${Math.round((now - this.lastTick) / 1000)} s (sleep/resume?); re-checking the session`);
+        void this.refreshNow().then(() => this.client?.state.kind !== 'connected' && this.client?.reconnectNow());
+      }
+      this.lastTick = now;
+    }, CLOCK_CHECK_MS);
+    this.clockTimer.unref?.();
+  }
+
+  get mode(): 'local' | 'supabase' {
+    return this.deps.config.supabase ? 'supabase' : 'local';
+  }
+
+  get clientState(): ClientState | null {
+    return this.client?.state ?? null;
+  }
+
+  get activeAccount(): Account | null {
+    return this.account;
+  }
+
+  /** Starts (or restarts) according to the current configuration and window user. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    const { config } = this.deps;
+    if (config.problems.length) {
+      this.deps.onStatus({ kind: 'error', who: null, message: config.problems[0], actions: ['openSettings', 'showLog'] });
+      this.deps.notify(config.problems.join(' '), ['openSettings']);
+      return;
+    }
+    if (config.supabase) {
+      this.account = (await this.deps.windowUser!.resolve()) ?? null;
+      if (!this.account) {
+        this.deps.onStatus({ kind: 'signed_out' });
+        return;
+      }
+      if (!config.daemonUrl) {
+        this.deps.onStatus({
+          kind: 'error', who: this.account.email, actions: ['openSettings', 'showLog'],
+          message: 'Set exai.daemon.url to your team\'s daemon (wss://…). Running the bundled daemon for a Supabase project on this machine is not available yet.',
+        });
+        return;
+      }
+    }
+    this.connect();
+  }
+
+  async restart(why: string): Promise<void> {
+    this.deps.log.info(`reconnecting: ${why}`);
+    this.stop();
+    await this.start();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.clearRefreshTimer();
+    this.client?.stop();
+    this.client = null;
+    this.tokenInUse = null;
+  }
+
+  reconnectNow(): void {
+    this.crashGuard.reset();
+    if (this.client) this.client.reconnectNow();
+    else void this.start();
+  }
+
+  async restartDaemon(): Promise<void> {
+    this.stop();
+    const daemon = await restartLocalDaemon({ ...this.deps.launcher, log: (m) => this.deps.log.info(m) });
+    this.deps.log.info(`daemon restarted (pid ${daemon.pid})`);
+    await this.start();
+  }
+
+  callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal } = {}): Promise<CallToolOutcome> {
+    if (!this.client) return Promise.resolve({ ok: false, error: { code: 'not_connected', message: 'EXAI is not connected. Sign in or reconnect first.' } });
+    return this.client.callTool(name, args, options);
+  }
+
+  // ------------------------------------------------------------------ connecting
+
+  private connect(): void {
+    const client = new DaemonClient({
+      endpoint: () => this.endpoint(),
+      instance: this.deps.instance,
+      clientVersion: this.deps.version,
+      log: this.deps.log,
+      crashGuard: this.mode === 'local' ? this.crashGuard : undefined,
+      onTokenExpired: () => this.onTokenExpired(),
+    });
+    this.client = client;
+    client.onState((state) => this.onClientState(client, state));
+    client.onAuthExpiring(() => void this.onAuthExpiring());
+    client.start();
+  }
+
+  private async endpoint(): Promise<{ url: string; token: string }> {
+    const { config } = this.deps;
+    if (!config.supabase) {
+      const daemon = await ensureLocalDaemon({ ...this.deps.launcher, log: (m) => this.deps.log.info(m) });
+      this.deps.log.addSecret(daemon.secret);
+      this.daemonUrl = daemon.url;
+      this.tokenInUse = daemon.secret;
+      return { url: daemon.url, token: daemon.secret };
+    }
+    const session = await this.freshSession();
+    this.daemonUrl = config.daemonUrl!;
+    this.tokenInUse = session.access_token;
+    return { url: config.daemonUrl!, token: session.access_token };
+  }
+
+  private onClientState(client: DaemonClient, state: ClientState): void {
+    if (client !== this.client || this.stopped) return;
+    const who = this.mode === 'local' ? null : this.account?.email ?? null;
+    switch (state.kind) {
+      case 'connecting':
+        return this.deps.onStatus({ kind: 'connecting', who, daemon: this.daemonUrl });
+      case 'connected':
+        this.crashGuard.reset();
+        return this.deps.onStatus({
+          kind: 'connected', who: state.user.email ?? (this.mode === 'local' ? `${state.user.id.replace(/^local:/, '')} (local)` : state.user.id),
+          daemon: this.daemonUrl ?? '', sessionId: state.sessionId, tokenExpiresAt: state.expiresAt, serverVersion: state.serverVersion, mode: this.mode,
+        });
+      case 'reconnecting':
+        return this.deps.onStatus({ kind: 'reconnecting', who, attempt: state.attempt, delayMs: state.delayMs, reason: state.reason });
+      case 'error':
+        return this.deps.onStatus({ kind: 'error', who, message: state.message, actions: actionsFor(state.code) });
+      case 'stopped':
+        return;
+    }
+  }
+
+  // ------------------------------------------------------------------ keeping the token fresh
+
+  /** The window account's session, refreshed (or adopted) if needed, with the next refresh scheduled. */
+  private async freshSession(): Promise<Session> {
+    const account = this.account!;
+    try {
+      const session = await this.deps.accounts!.freshSession(account.id);
+      this.refreshFailures = 0;
+      this.scheduleRefresh(session);
+      return session;
+    } catch (err) {
+      if (err instanceof SignedOutError) this.onSignedOut(err.message);
+      throw err;
+    }
+  }
+
+  private scheduleRefresh(session: Session): void {
+    this.clearRefreshTimer();
+    const ahead = refreshAheadSec(session);
+    // A little jitter so windows sharing an account don't all reach for the lock at once.
+    const jitterMs = Math.random() * Math.min(5_000, (ahead * 1000) / 4);
+    const delay = Math.max(0, (session.expires_at! - ahead) * 1000 - Date.now() + jitterMs);
+    this.refreshTimer = setTimeout(() => void this.refreshNow(), Math.min(delay, 2 ** 31 - 1));
+    this.refreshTimer.unref?.();
+  }
+
+  private clearRefreshTimer(): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+  }
+
+  /** Refreshes (or adopts) if due, then presents the newer token on the live connection. */
+  async refreshNow(): Promise<void> {
+    if (!this.account || !this.deps.accounts || this.stopped) return;
+    try {
+      const session = await this.freshSession();
+      await this.present(session);
+    } catch (err) {
+      if (err instanceof SignedOutError) return;
+      const delay = REFRESH_RETRY_MS[Math.min(this.refreshFailures++, REFRESH_RETRY_MS.length - 1)];
+      const message = err instanceof RefreshUnavailableError ? err.message : (err as Error).message;
+      this.deps.log.warn(`could not refresh the session of ${this.account.email}: ${message}; retrying in ${delay / 1000} s`);
+      this.clearRefreshTimer();
+      this.refreshTimer = setTimeout(() => void this.refreshNow(), delay);
+    }
+  }
+
+  /** Sends `op:"auth"` with the session's token if the connection still uses an older one. */
+  private async present(session: Session): Promise<void> {
+    const client = this.client;
+    if (!client || client.state.kind !== 'connected' || session.access_token === this.tokenInUse) return;
+    const result = await client.reauthenticate(session.access_token);
+    if (result.ok) {
+      this.tokenInUse = session.access_token;
+      this.deps.log.info(`connection re-authenticated; token valid until ${new Date((result.expiresAt ?? 0) * 1000).toISOString()}`);
+      const state = client.state;
+      if (state.kind === 'connected') this.onClientState(client, { ...state, expiresAt: result.expiresAt });
+    } else {
+      this.deps.log.warn(`the daemon refused the refreshed token (${result.code}): ${result.message}`);
+      if (result.code === 'user_mismatch') void this.restart('the stored session belongs to another user');
+    }
+  }
+
+  /** Another window (or this one) changed an account's stored session. */
+  private async onStoredSessionChanged(accountId: string): Promise<void> {
+    if (this.stopped || !this.account || accountId !== this.account.id) return;
+    const session = await this.deps.accounts!.readSession(accountId);
+    if (!session) return this.onSignedOut(`${this.account.email} was signed out (in this or another window). Sign in again to reconnect.`);
+    if (session.access_token !== this.tokenInUse && !needsRefresh(session)) {
+      this.deps.log.info('adopting the session another window refreshed');
+      this.scheduleRefresh(session);
+      await this.present(session);
+    }
+  }
+
+  private async onAuthExpiring(): Promise<void> {
+    // The daemon's notice (60 s before exp) is a hint: adopt a newer stored token if there is one;
+    // otherwise the scheduled refresh runs in time. Refreshing on every notice would loop for
+    // tokens that live less than 60 s.
+    if (!this.account || !this.deps.accounts) return;
+    const session = await this.deps.accounts.readSession(this.account.id);
+    if (session && session.access_token !== this.tokenInUse) await this.present(session);
+    else if (session) this.scheduleRefresh(session);
+  }
+
+  private async onTokenExpired(): Promise<void> {
+    if (!this.account || !this.deps.accounts || !this.tokenInUse) return;
+    try {
+      await this.deps.accounts.forceRefresh(this.account.id, this.tokenInUse);
+    } catch (err) {
+      if (err instanceof SignedOutError) this.onSignedOut(err.message);
+      else this.deps.log.warn(`refresh after expiry failed: ${(err as Error).message}`);
+    }
+  }
+
+  private onSignedOut(message: string): void {
+    if (this.stopped) return;
+    this.stop();
+    this.deps.onStatus({ kind: 'signed_out', reason: message });
+    this.deps.notify(message, ['signIn']);
+  }
+
+  dispose(): void {
+    this.stop();
+    clearInterval(this.clockTimer);
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+function actionsFor(code: string): NextAction[] {
+  switch (code) {
+    case 'token_invalid':
+    case 'token_expired':
+      return ['signIn', 'switchUser', 'showLog'];
+    case 'too_many_connections':
+      return ['showSessions', 'reconnect', 'switchUser'];
+    case 'protocol_unsupported':
+    case DaemonVersionMismatch.name:
+    case 'version_mismatch':
+      return ['restartDaemon', 'showLog'];
+    case 'insecure_url':
+      return ['openSettings'];
+    case DaemonStartFailed.name:
+    case 'daemon_start_failed':
+    case 'crashed':
+      return ['reconnect', 'restartDaemon', 'showLog'];
+    default:
+      return ['reconnect', 'showLog'];
+  }
+}

@@ -1,0 +1,118 @@
+// activate(): build the parts and wire their events. No logic of its own.
+//   settings -> Accounts (shared store under globalStorageUri) -> WindowUser -> WindowConnection
+//   -> StatusBar. A settings change rebuilds the account/connection parts.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as vscode from 'vscode';
+import { Accounts } from './auth/accounts';
+import { ExaiAuthenticationProvider } from './auth/provider';
+import { fileKeyProvider, secretStorageKeyProvider, SharedStore } from './auth/sharedStore';
+import { WindowUser } from './auth/windowUser';
+import { onConfigChange, readConfig, type ExaiConfig } from './config';
+import { WindowConnection } from './daemon/windowConnection';
+import { COMMAND_OF, registerCommands } from './ui/commands';
+import { createWindowLog } from './ui/log';
+import { signInInteractively } from './ui/signIn';
+import type { Status } from './ui/status';
+import { StatusBar } from './ui/statusBar';
+import { VERSION } from '../server/version';
+
+/** What tests inside the extension host may look at. */
+export interface ExaiApi {
+  status(): Status;
+  connection(): WindowConnection | null;
+  accounts(): Accounts | null;
+  windowUser(): WindowUser | null;
+  instance: string;
+}
+
+interface Session {
+  accounts: Accounts | null;
+  windowUser: WindowUser | null;
+  provider: ExaiAuthenticationProvider | null;
+  connection: WindowConnection;
+  disposables: vscode.Disposable[];
+}
+
+export function activate(context: vscode.ExtensionContext): ExaiApi {
+  const log = createWindowLog();
+  const statusBar = new StatusBar();
+  const instance = `vscode-${vscode.env.sessionId.replace(/[^A-Za-z0-9]/g, '').slice(0, 12)}`;
+  const storage = context.globalStorageUri.fsPath;
+  fs.mkdirSync(storage, { recursive: true, mode: 0o700 });
+  // SecretStorage is one keychain for all windows only in desktop VS Code; in a browser it is per
+  // profile and cached per window (measured), so there the store key is a 0600 file beside the store.
+  const keys = vscode.env.uiKind === vscode.UIKind.Desktop
+    ? secretStorageKeyProvider(context.secrets)
+    : fileKeyProvider(path.join(storage, 'keys', 'store.key'));
+  const store = new SharedStore(path.join(storage, 'accounts'), keys, { onError: (e) => log.warn(`account store: ${e.message}`) });
+  const notified = new Set<string>();
+
+  let session: Session | null = null;
+  const build = (config: ExaiConfig): Session => {
+    const accounts = config.supabase && !config.problems.length
+      ? new Accounts({ store, lockDir: path.join(storage, 'locks'), project: config.supabase, log })
+      : null;
+    const windowUser = accounts ? new WindowUser(context.workspaceState, accounts) : null;
+    const provider = accounts ? new ExaiAuthenticationProvider(accounts, () => signInInteractively(accounts, log)) : null;
+    const connection = new WindowConnection({
+      config, accounts, windowUser, instance, version: VERSION, log,
+      launcher: {
+        serverJs: context.asAbsolutePath(path.join('dist', 'server.js')),
+        nodePath: process.execPath,
+        stateDir: path.join(storage, 'daemon'),
+        logDir: path.join(storage, 'daemon', 'logs'),
+        expectedVersion: VERSION,
+        idleExitSec: config.idleExitSec,
+      },
+      onStatus: (status) => statusBar.set(status),
+      notify: (message, actions) => {
+        if (notified.has(message)) return; // say it once, not on every retry
+        notified.add(message);
+        const labels = actions.map((a) => ({ title: a === 'signIn' ? 'Sign In' : a === 'openSettings' ? 'Open Settings' : a, action: a }));
+        void vscode.window.showWarningMessage(`EXAI: ${message}`, ...labels).then((picked) => picked && vscode.commands.executeCommand(COMMAND_OF[picked.action]));
+      },
+    });
+    const disposables: vscode.Disposable[] = [];
+    if (accounts && provider) disposables.push(accounts.onDidChange(() => void provider.refresh()), provider);
+    if (windowUser) disposables.push(windowUser);
+    void provider?.refresh();
+    void connection.start();
+    return { accounts, windowUser, provider, connection, disposables };
+  };
+  const teardown = () => {
+    session?.connection.dispose();
+    for (const d of session?.disposables ?? []) d.dispose();
+    session = null;
+  };
+
+  session = build(readConfig());
+  context.subscriptions.push(
+    log, statusBar, { dispose: teardown }, { dispose: () => store.dispose() },
+    onConfigChange((config) => {
+      log.info('settings changed; reconnecting');
+      notified.clear();
+      teardown();
+      session = build(config);
+    }),
+    ...registerCommands({
+      accounts: () => session?.accounts ?? null,
+      windowUser: () => session?.windowUser ?? null,
+      provider: () => session?.provider ?? null,
+      connection: () => session?.connection ?? null,
+      statusBar,
+      log,
+    }),
+  );
+  log.info(`EXAI ${VERSION} activated in window ${instance} (${vscode.env.uiKind === vscode.UIKind.Web ? 'web' : 'desktop'}${vscode.env.remoteName ? `, remote ${vscode.env.remoteName}` : ''})`);
+
+  return {
+    status: () => statusBar.status,
+    connection: () => session?.connection ?? null,
+    accounts: () => session?.accounts ?? null,
+    windowUser: () => session?.windowUser ?? null,
+    instance,
+  };
+}
+
+export function deactivate(): void {}

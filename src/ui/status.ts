@@ -1,0 +1,116 @@
+// The window's connection status and how it reads in the status bar. Pure (no vscode import), so
+// every wording is unit-tested.
+
+export type NextAction = 'signIn' | 'switchUser' | 'reconnect' | 'openSettings' | 'restartDaemon' | 'showLog' | 'signOut' | 'showSessions';
+
+export type Status =
+  | { kind: 'signed_out'; reason?: string }
+  | { kind: 'connecting'; who: string | null; daemon: string | null }
+  | {
+      kind: 'connected';
+      who: string;
+      daemon: string;
+      sessionId: string;
+      tokenExpiresAt: number | null;
+      serverVersion: string;
+      mode: 'local' | 'supabase';
+    }
+  | { kind: 'reconnecting'; who: string | null; attempt: number; delayMs: number; reason: string }
+  | { kind: 'error'; who: string | null; message: string; actions: NextAction[] };
+
+export interface StatusView {
+  text: string;
+  /** Markdown. */
+  tooltip: string;
+  ariaLabel: string;
+  isError: boolean;
+  isWarning: boolean;
+  actions: NextAction[];
+}
+
+const md = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
+
+export function describeStatus(status: Status, now = Date.now()): StatusView {
+  switch (status.kind) {
+    case 'signed_out':
+      return {
+        text: '$(account) EXAI: Sign in',
+        tooltip: `**EXAI** — not signed in.${status.reason ? `\n\n${md(status.reason)}` : ''}\n\nClick to sign in.`,
+        ariaLabel: 'EXAI signed out. Activate to sign in.',
+        isError: false,
+        isWarning: Boolean(status.reason),
+        actions: ['signIn', 'switchUser', 'showLog'],
+      };
+    case 'connecting':
+      return {
+        text: `$(sync~spin) EXAI: connecting${status.who ? ` as ${status.who}` : ''}…`,
+        tooltip: `**EXAI** — connecting${status.who ? ` as ${md(status.who)}` : ''}${status.daemon ? ` to \`${status.daemon}\`` : ''}…`,
+        ariaLabel: `EXAI connecting${status.who ? ` as ${status.who}` : ''}`,
+        isError: false,
+        isWarning: false,
+        actions: ['reconnect', 'showLog'],
+      };
+    case 'connected': {
+      const expiry = status.tokenExpiresAt === null ? 'does not expire (local mode)' : `${formatDelta(status.tokenExpiresAt * 1000 - now)} (renewed automatically)`;
+      return {
+        text: `$(plug) EXAI: ${status.who}`,
+        tooltip: [
+          `**EXAI** — connected as **${md(status.who)}**`,
+          '',
+          `| | |`,
+          `|---|---|`,
+          `| Daemon | \`${status.daemon}\` (v${md(status.serverVersion)}, ${status.mode} mode) |`,
+          `| Session | \`${status.sessionId}\` |`,
+          `| Token | ${expiry} |`,
+        ].join('\n'),
+        ariaLabel: `EXAI connected as ${status.who}`,
+        isError: false,
+        isWarning: false,
+        actions: status.mode === 'supabase' ? ['switchUser', 'showSessions', 'reconnect', 'signOut', 'showLog'] : ['showSessions', 'reconnect', 'showLog'],
+      };
+    }
+    case 'reconnecting':
+      return {
+        text: `$(debug-disconnect) EXAI: reconnecting…`,
+        tooltip: `**EXAI** — connection lost: ${md(status.reason)}\n\nRetry ${status.attempt} in ${Math.max(1, Math.round(status.delayMs / 1000))} s. Click to reconnect now.`,
+        ariaLabel: `EXAI reconnecting${status.who ? ` as ${status.who}` : ''}: ${status.reason}`,
+        isError: false,
+        isWarning: true,
+        actions: ['reconnect', 'showLog'],
+      };
+    case 'error':
+      return {
+        text: `$(error) EXAI: ${shortError(status.message)}`,
+        tooltip: `**EXAI** — ${md(status.message)}`,
+        ariaLabel: `EXAI error: ${status.message}`,
+        isError: true,
+        isWarning: false,
+        actions: status.actions.length ? status.actions : ['reconnect', 'showLog'],
+      };
+  }
+}
+
+function shortError(message: string): string {
+  const first = message.split(/(?<=[.;])\s/)[0].replace(/[.;]$/, '');
+  return first.length > 40 ? `${first.slice(0, 39)}…` : first;
+}
+
+export function formatDelta(ms: number): string {
+  if (ms <= 0) return 'expired';
+  const s = Math.round(ms / 1000);
+  if (s < 90) return `expires in ${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 90) return `expires in ${m} min`;
+  return `expires in ${Math.round(m / 60)} h`;
+}
+
+export const ACTION_LABELS: Record<NextAction, string> = {
+  signIn: '$(sign-in) Sign in…',
+  switchUser: '$(account) Switch user…',
+  reconnect: '$(refresh) Reconnect',
+  openSettings: '$(gear) Open settings',
+  restartDaemon: '$(debug-restart) Restart the daemon',
+  showLog: '$(output) Show log',
+  signOut: '$(sign-out) Sign out',
+  showSessions: '$(list-flat) Show my sessions',
+};

@@ -1,0 +1,151 @@
+// loadConfig() as a pure function: flags + environment -> DaemonConfig, or ConfigError naming the setting.
+// (The daemon's exit code and stderr for bad settings: test/daemon/config.test.ts.)
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, isLoopback, loadConfig } from '../../server/config';
+
+const SUPABASE_ENV = {
+  MCP_ENABLE_MULTI_USER: 'true',
+  SUPABASE_URL: 'https://abcdefgh.supabase.co',
+  DATABASE_URL: 'postgres://u:p@127.0.0.1:5432/db',
+};
+
+function configError(argv: string[], env: NodeJS.ProcessEnv): string {
+  try {
+    loadConfig(argv, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    return err.message;
+  }
+  assert.fail('loadConfig accepted the settings');
+}
+
+describe('loadConfig', function () {
+  it('has the documented defaults with no flags and an empty environment', function () {
+    const c = loadConfig([], {});
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.port, 8079);
+    assert.equal(c.mode, 'local');
+    assert.equal(c.sessionTimeoutSec, 3600);
+    assert.equal(c.maxConnectionsPerUser, 5);
+    assert.equal(c.idleExitSec, 0);
+    assert.equal(c.supabaseUrl, null);
+    assert.equal(c.databaseUrl, null);
+    assert.equal(c.jwtSecret, null);
+    assert.equal(c.stateDir, path.join(os.homedir(), '.exai'));
+    assert.equal(c.logDir, path.join(os.homedir(), '.exai', 'logs'));
+  });
+
+  it('reads the environment', function () {
+    const c = loadConfig([], {
+      EXAI_WS_HOST: '::1', EXAI_WS_PORT: '9001', MCP_SESSION_TIMEOUT: '60', MCP_MAX_CONNECTIONS_PER_USER: '2',
+      EXAI_STATE_DIR: '/tmp/exai-x', EXAI_LOG_DIR: '/tmp/exai-logs', EXAI_IDLE_EXIT_SECONDS: '30',
+    });
+    assert.equal(c.host, '::1');
+    assert.equal(c.port, 9001);
+    assert.equal(c.sessionTimeoutSec, 60);
+    assert.equal(c.maxConnectionsPerUser, 2);
+    assert.equal(c.stateDir, '/tmp/exai-x');
+    assert.equal(c.logDir, '/tmp/exai-logs');
+    assert.equal(c.idleExitSec, 30);
+  });
+
+  it('treats empty environment values as unset for numbers and URLs', function () {
+    const c = loadConfig([], { EXAI_WS_PORT: '', MCP_SESSION_TIMEOUT: '', SUPABASE_URL: '', DATABASE_URL: '', MCP_ENABLE_MULTI_USER: '' });
+    assert.equal(c.port, 8079);
+    assert.equal(c.sessionTimeoutSec, 3600);
+    assert.equal(c.mode, 'local');
+    assert.equal(c.supabaseUrl, null);
+  });
+
+  it('lets flags override the environment (--host, --port, --mode)', function () {
+    const c = loadConfig(['--host', '127.0.0.2', '--port', '9002', '--mode', 'local'], {
+      EXAI_WS_HOST: '127.0.0.3', EXAI_WS_PORT: '9003', ...SUPABASE_ENV,
+    });
+    assert.equal(c.host, '127.0.0.2');
+    assert.equal(c.port, 9002);
+    assert.equal(c.mode, 'local', '--mode local wins over MCP_ENABLE_MULTI_USER=true');
+  });
+
+  it('a valid --port flag wins even when EXAI_WS_PORT is invalid', function () {
+    assert.equal(loadConfig(['--port', '0'], { EXAI_WS_PORT: 'abc' }).port, 0);
+  });
+
+  it('names --port (not EXAI_WS_PORT) when the flag is the bad value', function () {
+    assert.match(configError(['--port', 'x'], { EXAI_WS_PORT: '9000' }), /^--port /);
+    assert.match(configError([], { EXAI_WS_PORT: 'x' }), /^EXAI_WS_PORT /);
+  });
+
+  for (const on of ['true', '1']) {
+    it(`MCP_ENABLE_MULTI_USER=${on} selects supabase mode`, function () {
+      const c = loadConfig([], { ...SUPABASE_ENV, MCP_ENABLE_MULTI_USER: on });
+      assert.equal(c.mode, 'supabase');
+      assert.equal(c.databaseUrl, SUPABASE_ENV.DATABASE_URL);
+    });
+  }
+
+  for (const off of ['false', '0']) {
+    it(`MCP_ENABLE_MULTI_USER=${off} stays in local mode`, function () {
+      assert.equal(loadConfig([], { MCP_ENABLE_MULTI_USER: off }).mode, 'local');
+    });
+  }
+
+  it('strips trailing slashes from SUPABASE_URL', function () {
+    assert.equal(loadConfig([], { ...SUPABASE_ENV, SUPABASE_URL: 'https://abcdefgh.supabase.co/' }).supabaseUrl, 'https://abcdefgh.supabase.co');
+    assert.equal(loadConfig([], { ...SUPABASE_ENV, SUPABASE_URL: 'http://127.0.0.1:54321///' }).supabaseUrl, 'http://127.0.0.1:54321');
+  });
+
+  it('accepts postgresql:// as well as postgres://', function () {
+    assert.equal(loadConfig([], { ...SUPABASE_ENV, DATABASE_URL: 'postgresql://u@h/db' }).databaseUrl, 'postgresql://u@h/db');
+  });
+
+  it('keeps a 32-character SUPABASE_JWT_SECRET', function () {
+    assert.equal(loadConfig([], { ...SUPABASE_ENV, SUPABASE_JWT_SECRET: 'x'.repeat(32) }).jwtSecret, 'x'.repeat(32));
+  });
+
+  it('allows a non-loopback host in supabase mode only', function () {
+    assert.equal(loadConfig(['--host', '0.0.0.0'], SUPABASE_ENV).host, '0.0.0.0');
+    assert.match(configError(['--host', '0.0.0.0'], {}), /--host 0\.0\.0\.0 is not a loopback address/);
+  });
+
+  it('recognises loopback hosts', function () {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.equal(isLoopback(h), true, h);
+    for (const h of ['0.0.0.0', '::', '192.168.1.2', 'example.com', '128.0.0.1']) assert.equal(isLoopback(h), false, h);
+  });
+
+  it('derives the log dir from the state dir and the daemon id from host name + state dir', function () {
+    const c = loadConfig([], { EXAI_STATE_DIR: '/tmp/exai-y' });
+    assert.equal(c.logDir, '/tmp/exai-y/logs');
+    assert.equal(c.daemonId, `${os.hostname()}:/tmp/exai-y`);
+    assert.equal(loadConfig([], { EXAI_DAEMON_ID: 'd-1' }).daemonId, 'd-1');
+  });
+
+  const bad: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+    ['EXAI_WS_PORT=abc', [], { EXAI_WS_PORT: 'abc' }, /EXAI_WS_PORT/],
+    ['EXAI_WS_PORT=70000', [], { EXAI_WS_PORT: '70000' }, /EXAI_WS_PORT/],
+    ['EXAI_WS_PORT=-1', [], { EXAI_WS_PORT: '-1' }, /EXAI_WS_PORT/],
+    ['EXAI_WS_PORT=80.5', [], { EXAI_WS_PORT: '80.5' }, /EXAI_WS_PORT/],
+    ['an unknown flag', ['--bogus'], {}, /--bogus/],
+    ['a positional argument', ['extra'], {}, /extra/],
+    ['--mode bogus', ['--mode', 'bogus'], {}, /--mode/],
+    ['MCP_ENABLE_MULTI_USER=maybe', [], { MCP_ENABLE_MULTI_USER: 'maybe' }, /MCP_ENABLE_MULTI_USER/],
+    ['supabase mode without SUPABASE_URL', [], { ...SUPABASE_ENV, SUPABASE_URL: undefined }, /SUPABASE_URL/],
+    ['supabase mode without DATABASE_URL', [], { ...SUPABASE_ENV, DATABASE_URL: undefined }, /DATABASE_URL/],
+    ['a malformed SUPABASE_URL', [], { ...SUPABASE_ENV, SUPABASE_URL: 'not a url' }, /SUPABASE_URL/],
+    ['a non-http SUPABASE_URL', [], { ...SUPABASE_ENV, SUPABASE_URL: 'ftp://x.supabase.co' }, /SUPABASE_URL/],
+    ['DATABASE_URL not postgres://', [], { ...SUPABASE_ENV, DATABASE_URL: 'mysql://u:p@h/db' }, /DATABASE_URL/],
+    ['a short SUPABASE_JWT_SECRET', [], { ...SUPABASE_ENV, SUPABASE_JWT_SECRET: 'x'.repeat(31) }, /SUPABASE_JWT_SECRET/],
+    ['MCP_MAX_CONNECTIONS_PER_USER=0', [], { MCP_MAX_CONNECTIONS_PER_USER: '0' }, /MCP_MAX_CONNECTIONS_PER_USER/],
+    ['MCP_SESSION_TIMEOUT=-5', [], { MCP_SESSION_TIMEOUT: '-5' }, /MCP_SESSION_TIMEOUT/],
+    ['EXAI_IDLE_EXIT_SECONDS=soon', [], { EXAI_IDLE_EXIT_SECONDS: 'soon' }, /EXAI_IDLE_EXIT_SECONDS/],
+    ['an empty --host', ['--host', ''], {}, /--host/],
+  ];
+  for (const [what, argv, env, names] of bad) {
+    it(`refuses ${what} with one sentence naming the setting`, function () {
+      const message = configError(argv, env);
+      assert.match(message, names);
+      assert.ok(!message.includes('\n'), `one line: ${JSON.stringify(message)}`);
+    });
+  }
+});
