@@ -21,7 +21,7 @@ mkdir -p test-results
 echo "[test] type-checking ..."
 npx tsc -p tsconfig.json --noEmit
 echo "[test] building ..."
-rm -rf out
+rm -rf out .cache/e2e
 node esbuild.js --tests
 echo "[test] packaging the extension ..."
 bash scripts/package.sh > test-results/package.log 2>&1 || { cat test-results/package.log; exit 1; }

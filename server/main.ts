@@ -35,7 +35,17 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const lock = acquireInstanceLock(config.stateDir);
+  // The launcher lets go of our stdout/stderr once we print the listening line; a later write
+  // must not crash the daemon with EPIPE.
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
+
+  let lock: ReturnType<typeof acquireInstanceLock>;
+  try {
+    lock = acquireInstanceLock(config.stateDir);
+  } catch (err) {
+    fatal(`cannot use the state directory ${config.stateDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set EXAI_STATE_DIR to a writable directory.`);
+  }
   if (!lock.acquired) {
     const running = await waitForDiscovery(config.stateDir, lock.ownerPid);
     if (!running) fatal(`another daemon (pid ${lock.ownerPid}) holds ${config.stateDir}/daemon.lock but never published its port; stop it or remove the lock.`);

@@ -1,6 +1,7 @@
 // activate(): build the parts and wire their events. No logic of its own.
 //   settings -> Accounts (shared store under globalStorageUri) -> WindowUser -> WindowConnection
 //   -> StatusBar. A settings change rebuilds the account/connection parts.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as vscode from 'vscode';
@@ -37,7 +38,8 @@ interface Session {
 export function activate(context: vscode.ExtensionContext): ExaiApi {
   const log = createWindowLog();
   const statusBar = new StatusBar();
-  const instance = `vscode-${vscode.env.sessionId.replace(/[^A-Za-z0-9]/g, '').slice(0, 12)}`;
+  // Names this window in the daemon's logs and session rows. (env.sessionId is not unique per window in code-server.)
+  const instance = `vscode-${crypto.randomUUID().slice(0, 8)}`;
   const storage = context.globalStorageUri.fsPath;
   fs.mkdirSync(storage, { recursive: true, mode: 0o700 });
   // SecretStorage is one keychain for all windows only in desktop VS Code; in a browser it is per

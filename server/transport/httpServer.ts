@@ -79,11 +79,13 @@ export function createDaemonServer(deps: ConnectionDeps, opts: { maxPayloadBytes
     connections: () => [...open],
     onConnectionCountChange: (listener) => void countListeners.push(listener),
     async drain(graceMs) {
+      // Still listening while draining: /health answers 503 "draining" (load balancers take the
+      // daemon out of rotation) and new upgrades are refused with 503.
       draining = true;
-      server.close();
       const deadline = Date.now() + graceMs;
       for (const c of open) c.notifyShutdown(`The daemon is shutting down; calls in flight have ${Math.round(graceMs / 1000)} s to finish. Reconnect to another daemon.`);
       await Promise.all([...all].map((c) => c.drain(deadline)));
+      server.close();
       server.closeAllConnections();
     },
   };

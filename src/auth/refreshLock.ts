@@ -79,15 +79,15 @@ async function acquire(lockFile: string, timeoutMs: number, staleMs: number, pol
 }
 
 /** Exclusive create ('wx'). The file is briefly empty before the write; readers treat that as live. */
-function tryCreate(file: string, content: string): boolean {
+function tryCreate(file: string, content: string, mkdir = true): boolean {
   let fd: number;
   try {
     fd = fs.openSync(file, 'wx', 0o600);
   } catch (err) {
     if (errnoCode(err) === 'EEXIST') return false;
-    if (errnoCode(err) !== 'ENOENT') throw err;
+    if (errnoCode(err) !== 'ENOENT' || !mkdir) throw err;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    return tryCreate(file, content);
+    return tryCreate(file, content, false);
   }
   try {
     fs.writeSync(fd, content);

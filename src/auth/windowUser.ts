@@ -27,7 +27,9 @@ export class WindowUser implements vscode.Disposable {
     const accounts = await this.accounts.list();
     if (this.accountId) return accounts.find((a) => a.id === this.accountId) ?? null;
     if (accounts.length === 1) {
-      await this.set(accounts[0].id);
+      // Adopted as this window's choice without a change event: the caller is already starting with it.
+      this.accountId = accounts[0].id;
+      await this.state.update(STATE_KEY, this.accountId);
       return accounts[0];
     }
     return null;

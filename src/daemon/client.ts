@@ -181,7 +181,7 @@ export class DaemonClient {
     this.running = false;
     this.gen++;
     this.clearRetry();
-    this.dropLink('The EXAI client was stopped.', 'stopped');
+    this.dropLink('EXAI was stopped while this request was in flight; it was not resent.', 'stopped');
     this.setState({ kind: 'stopped' });
   }
 

@@ -105,23 +105,24 @@ export async function ensureLocalDaemon(opts: LauncherOptions): Promise<LocalDae
     log(`starting the EXAI daemon (${opts.serverJs}) for ${opts.stateDir}`);
     const line = await spawnDaemon(opts, deadline, log);
     const info = readDiscovery(opts.stateDir);
-    if (!info || info.pid !== line.pid || typeof info.secret !== 'string') {
+    if (!info || info.pid !== line.pid) {
       throw new DaemonStartFailed(`The EXAI daemon (pid ${line.pid}) reported it is ${line.event === 'listening' ? 'listening' : 'running'}, but ${path.join(opts.stateDir, 'daemon.json')} does not describe it. Restart the daemon.`);
     }
     if (line.event === 'listening') {
       log(`EXAI daemon ${line.version} started (pid ${line.pid}, port ${line.port})`);
       return use(info, line.version, opts, true);
     }
-    // already_running: another window won the race. It may be draining; if so, wait for it to go.
+    // already_running: another window won the race. It may be draining; if so, wait for it to go
+    // (rather than spawning again and again), then start a fresh one.
     const health = await getHealth(info.host, info.port);
     if (health?.status === 'ok') {
       log(`another window started the EXAI daemon first (pid ${info.pid}); using it`);
       return use(info, health.version, opts, false);
     }
-    if (Date.now() + 200 >= deadline) {
+    log(`the EXAI daemon (pid ${info.pid}) is ${health ? health.status : 'not answering'}; waiting for it to exit`);
+    if (!(await waitForExit(info.pid, deadline - Date.now()))) {
       throw new DaemonStartFailed(`The EXAI daemon (pid ${info.pid}) holds ${opts.stateDir} but does not answer on port ${info.port}. Restart the daemon.`);
     }
-    await sleep(200);
   }
 }
 
@@ -141,7 +142,10 @@ export async function restartLocalDaemon(opts: LauncherOptions): Promise<LocalDa
         await waitForExit(info.pid, 2_000);
       }
     } else {
-      log(`pid ${info.pid} from daemon.json is not an EXAI daemon; not signalling it`);
+      // A stale file whose pid now belongs to another process: drop it (never signal that process),
+      // so the new daemon does not take it for a live owner.
+      log(`pid ${info.pid} from daemon.json is not an EXAI daemon; not signalling it, removing the stale file`);
+      fs.rmSync(path.join(opts.stateDir, 'daemon.json'), { force: true });
     }
   }
   return ensureLocalDaemon(opts);
@@ -190,6 +194,10 @@ export class CrashGuard {
 
 function use(info: DiscoveryInfo, version: string, opts: LauncherOptions, spawned: boolean): LocalDaemon {
   if (version !== opts.expectedVersion) throw new DaemonVersionMismatch(version, opts.expectedVersion, info.pid);
+  if (info.mode !== 'local' || typeof info.secret !== 'string') {
+    // Someone runs a supabase-mode daemon on this state directory: it has no local secret to use.
+    throw new DaemonStartFailed(`The EXAI daemon on ${opts.stateDir} (pid ${info.pid}) runs in ${info.mode} mode, not local mode. Stop it, or point exai at it as a remote daemon.`);
+  }
   const host = info.host.includes(':') ? `[${info.host}]` : info.host;
   return { url: `ws://${host}:${info.port}/`, port: info.port, pid: info.pid, version, secret: info.secret, spawned };
 }

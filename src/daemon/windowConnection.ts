@@ -41,6 +41,8 @@ export class WindowConnection {
   private clockTimer: NodeJS.Timeout;
   private lastTick = Date.now();
   private stopped = false;
+  /** Bumped by every start and stop, so a slower earlier start gives up. */
+  private generation = 0;
 
   constructor(private readonly deps: WindowConnectionDeps) {
     this.crashGuard = new CrashGuard({ logDir: deps.launcher.logDir });
@@ -72,7 +74,9 @@ export class WindowConnection {
 
   /** Starts (or restarts) according to the current configuration and window user. */
   async start(): Promise<void> {
+    this.stop(); // one client per window, ever: a start replaces whatever ran before
     this.stopped = false;
+    const generation = ++this.generation;
     const { config } = this.deps;
     if (config.problems.length) {
       this.deps.onStatus({ kind: 'error', who: null, message: config.problems[0], actions: ['openSettings', 'showLog'] });
@@ -80,7 +84,9 @@ export class WindowConnection {
       return;
     }
     if (config.supabase) {
-      this.account = (await this.deps.windowUser!.resolve()) ?? null;
+      const account = await this.deps.windowUser!.resolve();
+      if (generation !== this.generation) return; // a later start (or stop) took over meanwhile
+      this.account = account;
       if (!this.account) {
         this.deps.onStatus({ kind: 'signed_out' });
         return;
@@ -98,12 +104,12 @@ export class WindowConnection {
 
   async restart(why: string): Promise<void> {
     this.deps.log.info(`reconnecting: ${why}`);
-    this.stop();
     await this.start();
   }
 
   stop(): void {
     this.stopped = true;
+    this.generation++;
     this.clearRefreshTimer();
     this.client?.stop();
     this.client = null;
@@ -125,7 +131,11 @@ export class WindowConnection {
 
   callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal } = {}): Promise<CallToolOutcome> {
     if (!this.client) return Promise.resolve({ ok: false, error: { code: 'not_connected', message: 'EXAI is not connected. Sign in or reconnect first.' } });
-    return this.client.callTool(name, args, options);
+    // Transport failures (connection lost mid-call) reject in the client; callers get one shape.
+    return this.client.callTool(name, args, options).catch((err: Error & { code?: string }) => ({
+      ok: false as const,
+      error: { code: err.code ?? 'connection_lost', message: err.message },
+    }));
   }
 
   // ------------------------------------------------------------------ connecting
@@ -167,7 +177,6 @@ export class WindowConnection {
       case 'connecting':
         return this.deps.onStatus({ kind: 'connecting', who, daemon: this.daemonUrl });
       case 'connected':
-        this.crashGuard.reset();
         return this.deps.onStatus({
           kind: 'connected', who: state.user.email ?? (this.mode === 'local' ? `${state.user.id.replace(/^local:/, '')} (local)` : state.user.id),
           daemon: this.daemonUrl ?? '', sessionId: state.sessionId, tokenExpiresAt: state.expiresAt, serverVersion: state.serverVersion, mode: this.mode,
@@ -305,7 +314,7 @@ function actionsFor(code: string): NextAction[] {
       return ['openSettings'];
     case DaemonStartFailed.name:
     case 'daemon_start_failed':
-    case 'crashed':
+    case 'daemon_crashed':
       return ['reconnect', 'restartDaemon', 'showLog'];
     default:
       return ['reconnect', 'showLog'];

@@ -312,6 +312,32 @@ describe(`Supabase Auth contract (${process.env.SUPABASE_URL ? 'real project' : 
     });
   });
 
+  describe('user', function () {
+    it('updateUser({data}) writes user_metadata (PUT /user) and the next access token carries it', async function () {
+      const { supabase } = target.client();
+      await supabase.auth.signInWithPassword({ email: alice.email, password: alice.password });
+      const { data, error } = await supabase.auth.updateUser({ data: { display_name: 'Alice A.' } });
+      assert.equal(error, null, error?.message);
+      assert.equal(data.user!.user_metadata.display_name, 'Alice A.');
+      const { data: refreshed } = await supabase.auth.refreshSession();
+      assert.equal((decodeJwt(refreshed.session!.access_token).user_metadata as Record<string, unknown>).display_name, 'Alice A.');
+    });
+
+    it('signUp with auto-confirm returns a session; a second signUp gives user_already_exists (422)', async function () {
+      testServerOnly(this, 'a real project may require email confirmation and would send mail');
+      const email = `signup-${Date.now()}@example.com`;
+      const { supabase } = target.client();
+      const first = await supabase.auth.signUp({ email, password: 'pw-123456' });
+      assert.equal(first.error, null, first.error?.message);
+      assert.ok(first.data.session, 'auto-confirmed sign-up signs in');
+      assert.equal(first.data.user!.email, email);
+      assertAuthApiError((await target.client().supabase.auth.signUp({ email, password: 'pw-654321' })).error, 'user_already_exists', 422);
+      const weak = await target.client().supabase.auth.signUp({ email: `weak-${email}`, password: '123' });
+      assert.equal(weak.error?.code, 'weak_password');
+      assert.equal(weak.error?.status, 422);
+    });
+  });
+
   describe('email OTP', function () {
     it('signInWithOtp + verifyOtp with the mailed code gives a session', async function () {
       testServerOnly(this, 'reads the code from the test server outbox');
@@ -549,5 +575,41 @@ describe('Supabase Auth contract: legacy HS256 project (test server)', function 
     const claims = await supabase.auth.getClaims();
     assert.equal(claims.error, null, claims.error?.message);
     assert.equal(claims.data!.claims.sub, carol.id);
+  });
+});
+
+describe('Supabase Auth contract: email confirmation on (test server, autoConfirm false)', function () {
+  let tc: Target;
+
+  before(async function () {
+    if (process.env.SUPABASE_URL) return;
+    tc = await testServerTarget({ autoConfirm: false });
+  });
+
+  after(async function () {
+    await tc?.close();
+  });
+
+  it('signUp mails a code, sign-in says email_not_confirmed until verifyOtp({type:"signup"})', async function () {
+    if (process.env.SUPABASE_URL) this.skip(); // reads the test server outbox
+    const email = `confirm-${Date.now()}@example.com`;
+    const { supabase } = tc.client();
+    const { data, error } = await supabase.auth.signUp({ email, password: 'pw-123456' });
+    assert.equal(error, null, error?.message);
+    assert.equal(data.session, null, 'no session before confirmation');
+    assert.equal(data.user!.email, email);
+    const mail = tc.server!.outbox(email).at(-1)!;
+    assert.equal(mail.type, 'signup');
+    assert.match(mail.tokenHash, /^pkce_[0-9a-f]{56}$/, 'sha224, with the PKCE prefix (supabase-js sent a code_challenge)');
+
+    const early = await tc.client().supabase.auth.signInWithPassword({ email, password: 'pw-123456' });
+    assert.equal(early.error?.code, 'email_not_confirmed');
+    assert.equal(early.error?.status, 400);
+
+    const verified = await supabase.auth.verifyOtp({ email, token: mail.otp, type: 'signup' });
+    assert.equal(verified.error, null, verified.error?.message);
+    assert.ok(verified.data.user!.email_confirmed_at);
+    const later = await tc.client().supabase.auth.signInWithPassword({ email, password: 'pw-123456' });
+    assert.equal(later.error, null, later.error?.message);
   });
 });

@@ -84,7 +84,7 @@ export interface AuthServer {
   serviceRoleKey: string;
   jwtSecret: string;
   /** Creates a user directly (as the admin API with `email_confirm: confirmed`, default true). */
-  createUser(opts: { email: string; password?: string; confirmed?: boolean; userMetadata?: Record<string, unknown> }): UserJson;
+  createUser(opts: { email: string; password?: string; confirmed?: boolean; userMetadata?: Record<string, unknown>; id?: string }): UserJson;
   /** Mails "sent" to `email` (all mails when omitted), oldest first. */
   outbox(email?: string): OutboxMessage[];
   /** The 6-digit code of the last mail sent to `email`. */
@@ -652,7 +652,11 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     const u = new URL(req.url ?? '/', url);
     const method = req.method ?? 'GET';
     if (u.pathname.startsWith('/__test/')) {
-      await testHook(req, res, u.pathname, u.searchParams);
+      try {
+        await testHook(req, res, u.pathname, u.searchParams);
+      } catch (err) {
+        if (!res.headersSent) sendJson(res, 400, { message: (err as Error).message });
+      }
       return;
     }
     if (u.pathname !== '/auth/v1' && !u.pathname.startsWith('/auth/v1/')) {
@@ -704,10 +708,11 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     anonKey,
     serviceRoleKey,
     jwtSecret,
-    createUser({ email, password, confirmed = true, userMetadata }) {
+    createUser({ email, password, confirmed = true, userMetadata, id }) {
       const e = validateEmail(email);
       if (ctx.users.findByEmail(e)) throw new Error(`createUser: ${e} already exists`);
-      return ctx.users.toJson(createUserRecord({ email: e, password, confirmed, userMetadata }));
+      if (id && ctx.users.get(id)) throw new Error(`createUser: id ${id} already exists`);
+      return ctx.users.toJson(createUserRecord({ email: e, password, confirmed, userMetadata, id }));
     },
     outbox: (email) => ctx.outbox.filter((m) => !email || m.to === email.toLowerCase()).map((m) => ({ ...m })),
     lastOtp: (email) => ctx.outbox.filter((m) => m.to === email.toLowerCase()).at(-1)?.otp,

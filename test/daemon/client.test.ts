@@ -116,15 +116,20 @@ describe('DaemonClient', function () {
 
   before(async function () {
     daemon = await startDaemon();
-    secret = readDiscovery(daemon.stateDir)!.secret;
+    secret = readDiscovery(daemon.stateDir)!.secret!;
   });
   afterEach(async function () {
     for (const c of clients.splice(0)) c.stop();
     await Promise.all(fakes.splice(0).map((f) => f.close()));
-    await Promise.all(extraDaemons.splice(0).map((d) => d.kill9()));
+    // SIGTERM, bounded wait, then SIGKILL (a no-op for one that exited).
+    await Promise.all(extraDaemons.splice(0).map(async (d) => {
+      await Promise.race([d.stop(), sleep(5000)]);
+      await d.kill9();
+    }));
   });
   after(async function () {
-    await daemon.stop();
+    await Promise.race([daemon.stop(), sleep(5000)]);
+    await daemon.kill9();
   });
 
   describe('with the real daemon', function () {
@@ -232,22 +237,20 @@ describe('DaemonClient', function () {
     it('rejects calls in flight when the daemon dies (never resent), then reconnects to a new daemon by itself', async function () {
       const first = await startDaemon();
       extraDaemons.push(first);
-      let target = { url: first.url, token: readDiscovery(first.stateDir)!.secret };
+      let target = { url: first.url, token: readDiscovery(first.stateDir)!.secret! };
       const h = harness(async () => target);
       const before = await connected(h);
       const inflight = [
         h.client.callTool('echo', { text: 'a', delay_ms: 10_000 }),
         h.client.callTool('echo', { text: 'b', delay_ms: 10_000 }),
       ];
+      const failures = inflight.map((p) => p.then((r) => assert.fail(`resolved: ${JSON.stringify(r)}`), (err: unknown) => err));
       await sleep(100);
       await first.kill9();
-      for (const p of inflight) {
-        await assert.rejects(p, (err: unknown) => {
-          assert.ok(err instanceof DaemonRequestError);
-          assert.equal(err.code, 'connection_lost');
-          assert.match(err.message, /connection to the EXAI daemon was lost .* it was not resent/);
-          return true;
-        });
+      for (const err of await Promise.all(failures)) {
+        assert.ok(err instanceof DaemonRequestError, String(err));
+        assert.equal(err.code, 'connection_lost');
+        assert.match(err.message, /connection to the EXAI daemon was lost .* it was not resent/);
       }
       await waitState(h.client, is('reconnecting'));
       // Not connected: new calls fail at once with a clear error.
@@ -255,7 +258,7 @@ describe('DaemonClient', function () {
 
       const second = await startDaemon();
       extraDaemons.push(second);
-      target = { url: second.url, token: readDiscovery(second.stateDir)!.secret };
+      target = { url: second.url, token: readDiscovery(second.stateDir)!.secret! };
       const t0 = Date.now();
       const after = (await waitState(h.client, is('connected'), 5000)) as Extract<ClientState, { kind: 'connected' }>;
       assert.ok(Date.now() - t0 < 2000, 'reconnected within the backoff bound (max 500 ms)');

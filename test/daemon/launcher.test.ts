@@ -11,6 +11,7 @@ import path from 'node:path';
 import { isProcessAlive } from '../../server/auth/localMode';
 import type { HealthBody } from '../../server/protocol';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ENV_WHITELIST, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from '../../src/daemon/launcher';
+import { helloClient } from '../helpers/client';
 import { DAEMON_JS, tempDir } from '../helpers/daemon';
 import pkg from '../../package.json';
 
@@ -247,12 +248,41 @@ function launcherTests(this: Mocha.Suite) {
     try {
       fs.mkdirSync(o.stateDir, { recursive: true });
       fs.writeFileSync(path.join(o.stateDir, 'daemon.json'), JSON.stringify({ pid: bystander.pid, host: '127.0.0.1', port: 1, version: pkg.version, secret: 's', mode: 'local', started_at: '' }), { mode: 0o600 });
+      // The pid was "reused" long after the lock was taken (e.g. after a reboot).
+      const lock = path.join(o.stateDir, 'daemon.lock');
+      fs.writeFileSync(lock, String(bystander.pid));
+      const old = new Date(Date.now() - 120_000);
+      fs.utimesSync(lock, old, old);
       const d = track(await restartLocalDaemon(o));
       assert.equal(d.spawned, true);
       assert.ok(running(bystander.pid!), 'the unrelated process was signalled');
     } finally {
       bystander.kill('SIGKILL');
     }
+  });
+
+  it('waits for a draining daemon to exit, then starts a new one', async function () {
+    const o = options();
+    const first = await ensure(o);
+    // A call in flight keeps the daemon draining after SIGTERM until the call ends.
+    const { client, ack } = await helloClient(first.url, first.secret);
+    assert.ok(ack.op === 'hello_ack' && ack.ok);
+    client.send({ op: 'call_tool', request_id: 'slow', name: 'echo', arguments: { text: 'x', delay_ms: 1500 } });
+    await client.next((f) => f.op === 'call_tool_ack');
+    process.kill(first.pid, 'SIGTERM');
+    // Draining: the daemon stops accepting (or answers 503) but lives on until the call ends.
+    let status = 'ok';
+    for (let i = 0; i < 40 && status === 'ok'; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      status = await health(first.port).then((h) => h.body.status, () => 'refused');
+    }
+    assert.notEqual(status, 'ok');
+    assert.ok(running(first.pid), 'the daemon should still be draining');
+    const second = await ensure(o);
+    assert.notEqual(second.pid, first.pid);
+    assert.equal(second.spawned, true);
+    assert.equal(running(first.pid), false);
+    await client.close();
   });
 
   it('restartLocalDaemon starts a daemon when none runs', async function () {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BrowserContext } from 'playwright-core';
-import { launchBrowser, openWorkbench, ROOT, startCodeServer, statusItem, type CodeServer } from '../helpers/codeServer';
+import { newRunDir, launchBrowser, openWorkbench, ROOT, startCodeServer, statusItem, type CodeServer } from '../helpers/codeServer';
 import { isProcessAlive, readDiscovery } from '../../server/auth/localMode';
 
 const OUT = path.join(ROOT, 'test-results', 'e2e');
@@ -18,7 +18,7 @@ describe('local mode in a real VS Code (code-server + Chromium)', function () {
 
   before(async function () {
     assert.ok(fs.existsSync(VSIX), `run npm run package first (${VSIX})`);
-    server = await startCodeServer({ runDir: path.join(ROOT, '.cache', 'e2e', 'local'), vsix: VSIX });
+    server = await startCodeServer({ runDir: newRunDir('local'), vsix: VSIX });
     browser = await launchBrowser(path.join(OUT, 'browser'));
   });
   after(async () => {
@@ -41,7 +41,7 @@ describe('local mode in a real VS Code (code-server + Chromium)', function () {
     const info = readDiscovery(stateDir);
     assert.ok(info, `discovery file in ${stateDir}`);
     assert.ok(isProcessAlive(info!.pid));
-    const health = await (await fetch(`http://127.0.0.1:${info!.port}/health`)).json();
+    const health: any = await (await fetch(`http://127.0.0.1:${info!.port}/health`)).json();
     assert.equal(health.connections, 1);
     process.kill(info!.pid, 'SIGTERM'); // the extension reconnects to a new one (checked elsewhere); don't leave it running
   });

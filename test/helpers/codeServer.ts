@@ -50,6 +50,13 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A fresh directory for one code-server run (user data, extensions, workspaces, logs). */
+export function newRunDir(name: string): string {
+  const parent = path.join(ROOT, '.cache', 'e2e');
+  fs.mkdirSync(parent, { recursive: true });
+  return fs.mkdtempSync(path.join(parent, `${name}-`));
+}
+
 export interface CodeServer {
   url: string;
   port: number;
@@ -69,7 +76,7 @@ export interface CodeServerOptions {
 }
 
 export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServer> {
-  fs.rmSync(opts.runDir, { recursive: true, force: true });
+  fs.mkdirSync(opts.runDir, { recursive: true });
   const ud = path.join(opts.runDir, 'ud');
   const ext = path.join(opts.runDir, 'ext');
   const ws = path.join(opts.runDir, 'ws');

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildSync } from 'esbuild';
 import { LockTimeout, withFileLock } from '../../src/auth/refreshLock';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..'); // out/test/unit -> repo
@@ -62,9 +63,7 @@ describe('withFileLock', function () {
     this.timeout(30_000);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-refreshlock-'));
     bundle = path.join(tmp, 'refreshLock.js');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const esbuild = require('esbuild') as typeof import('esbuild');
-    esbuild.buildSync({
+    buildSync({
       entryPoints: [path.join(repoRoot, 'src/auth/refreshLock.ts')],
       bundle: true,
       platform: 'node',
@@ -88,11 +87,24 @@ describe('withFileLock', function () {
 
   // Child: wait until startAt, then `times` critical sections; each creates the "inside" marker with
   // 'wx' (fails if another process is inside), does a slow read-modify-write of the counter, and
-  // removes the marker.
+  // removes the marker. slowRenameMs > 0 stalls this process's first rename of the lock file (as a
+  // breaker descheduled between deciding the lock is stale and renaming it aside).
   const childWorker = `
     const fs = require('node:fs');
+    const [lock, counter, inside, times, startAt, holdMs, slowRenameMs = '0'] = process.argv.slice(2);
+    if (Number(slowRenameMs) > 0) {
+      const rename = fs.renameSync;
+      let first = true;
+      fs.renameSync = function (from, to) {
+        if (first && String(from) === lock) {
+          first = false;
+          const until = Date.now() + Number(slowRenameMs);
+          while (Date.now() < until);
+        }
+        return rename.apply(this, arguments);
+      };
+    }
     const { withFileLock } = require(process.argv[1]);
-    const [lock, counter, inside, times, startAt, holdMs] = process.argv.slice(2);
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     (async () => {
       await sleep(Math.max(0, Number(startAt) - Date.now()));
@@ -236,6 +248,23 @@ describe('withFileLock', function () {
       const children = Array.from({ length: waiters }, () => startChild(childWorker, [bundle, lock, '', inside, '1', startAt, '100']));
       const outs = await Promise.all(children.map((c) => c.done)); // a second process inside fails its 'wx'
       assert.deepEqual(outs, Array(waiters).fill('ok'));
+      assert.equal(fs.existsSync(lock), false);
+      assert.deepEqual(fs.readdirSync(path.dirname(lock)), [], 'no aside or guard files left');
+    }
+  });
+
+  it('a breaker stalled before renaming the stale lock does not take over the lock another waiter re-took', async function () {
+    // Without care: B decides the lock is stale and stalls; A breaks it, takes the lock and is inside;
+    // B wakes, renames A's live lock aside and enters too. (Detects a naive rename-and-retry breaker
+    // deterministically.)
+    this.timeout(30_000);
+    for (let round = 0; round < 2; round++) {
+      const { lock, inside } = freshLock();
+      fs.writeFileSync(lock, JSON.stringify({ pid: deadPid(), at: Date.now() }));
+      const startAt = String(Date.now() + 500);
+      const slow = startChild(childWorker, [bundle, lock, '', inside, '1', startAt, '600', '300']);
+      const fast = startChild(childWorker, [bundle, lock, '', inside, '1', startAt, '600']);
+      assert.deepEqual(await Promise.all([slow.done, fast.done]), ['ok', 'ok']);
       assert.equal(fs.existsSync(lock), false);
       assert.deepEqual(fs.readdirSync(path.dirname(lock)), [], 'no aside or guard files left');
     }

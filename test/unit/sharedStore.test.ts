@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildSync } from 'esbuild';
 import {
   SharedStore,
   decodeKeyName,
@@ -55,9 +56,7 @@ describe('SharedStore', function () {
     this.timeout(30_000);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-sharedstore-'));
     bundle = path.join(tmp, 'sharedStore.js');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const esbuild = require('esbuild') as typeof import('esbuild');
-    esbuild.buildSync({
+    buildSync({
       entryPoints: [path.join(repoRoot, 'src/auth/sharedStore.ts')],
       bundle: true,
       platform: 'node',
