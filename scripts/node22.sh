@@ -14,3 +14,7 @@ if [ ! -x "$NODE22_HOME/bin/node" ]; then
 fi
 export PATH="$NODE22_HOME/bin:$PATH"
 export npm_config_nodedir="$NODE22_HOME"   # node-gyp headers match the runtime
+# Under `npm test`/`npm start` run by the machine's Node 20, npm exports its own user agent and node
+# path to child processes; drop them so nested npm runs (and code-server's postinstall, which reads
+# the Node version from npm_config_user_agent) see Node 22.
+unset npm_config_user_agent npm_node_execpath NODE

@@ -21,7 +21,7 @@ mkdir -p test-results
 echo "[test] type-checking ..."
 npx tsc -p tsconfig.json --noEmit
 echo "[test] building ..."
-rm -rf out .cache/e2e
+rm -rf out .cache/e2e test-results/*.json
 node esbuild.js --tests
 echo "[test] packaging the extension ..."
 bash scripts/package.sh > test-results/package.log 2>&1 || { cat test-results/package.log; exit 1; }
@@ -30,5 +30,5 @@ set +e
 npx mocha --config test/.mocharc.json "$@"
 rc=$?
 set -e
-node scripts/summarize-results.js test-results/mocha.json || true
+node scripts/summarize-results.js test-results/mocha.json test-results/inhost.json || true
 exit $rc

@@ -1,0 +1,188 @@
+// Runs INSIDE the real VS Code extension host (code-server 1.117), against the real vscode API,
+// the GoTrue-compatible test server, the real daemon (supabase mode) and Postgres. The outer
+// runner (test/e2e/inHost.test.ts) starts those and passes their addresses in EXAI_TEST_* env.
+// UI prompts are answered by replacing vscode.window's prompt functions for one step at a time.
+import assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { ExaiApi } from '../../src/extension';
+
+const env = (name: string) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set; run this suite through test/e2e/inHost.test.ts`);
+  return v;
+};
+const JAZEEL = { email: 'jazeel@example.com', password: env('EXAI_TEST_JAZEEL_PASSWORD') };
+const MICHELLE = { email: 'michelle@example.com', password: env('EXAI_TEST_MICHELLE_PASSWORD') };
+
+type Window = typeof vscode.window;
+const originals = new Map<keyof Window, unknown>();
+
+/** Answers the next prompts: quick picks by label text, input boxes by value, messages by button. */
+function answer(script: { pick?: string[]; input?: string[]; button?: string[] }) {
+  const picks = [...(script.pick ?? [])];
+  const inputs = [...(script.input ?? [])];
+  const buttons = [...(script.button ?? [])];
+  const seen: { kind: string; text: string }[] = [];
+  const replace = <K extends keyof Window>(name: K, fn: unknown) => {
+    if (!originals.has(name)) originals.set(name, vscode.window[name]);
+    (vscode.window as any)[name] = fn;
+  };
+  replace('showQuickPick', async (items: readonly vscode.QuickPickItem[] | Thenable<readonly vscode.QuickPickItem[]>, options?: vscode.QuickPickOptions) => {
+    const list = await items;
+    seen.push({ kind: 'pick', text: `${options?.title ?? ''}: ${list.map((i) => i.label).join(' | ')}` });
+    const want = picks.shift();
+    return want === undefined ? undefined : list.find((i) => i.label.includes(want));
+  });
+  replace('showInputBox', async (options?: vscode.InputBoxOptions) => {
+    seen.push({ kind: 'input', text: options?.prompt ?? '' });
+    return inputs.shift();
+  });
+  for (const name of ['showInformationMessage', 'showWarningMessage', 'showErrorMessage'] as const) {
+    replace(name, async (message: string, ...rest: unknown[]) => {
+      seen.push({ kind: name, text: message });
+      const labels = rest.filter((r) => typeof r === 'string' || (typeof r === 'object' && r && 'title' in r));
+      const want = buttons.shift();
+      return want === undefined ? undefined : labels.find((l) => (typeof l === 'string' ? l : (l as { title: string }).title) === want);
+    });
+  }
+  return seen;
+}
+
+function restoreUi() {
+  for (const [name, fn] of originals) (vscode.window as any)[name] = fn;
+  originals.clear();
+}
+
+async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('EXAI extension in a real VS Code extension host', function () {
+  let api: ExaiApi;
+  const status = () => api.status();
+  const connectedAs = (email: string) => until(`connected as ${email}`, () => status().kind === 'connected' && (status() as any).who === email);
+
+  before(async function () {
+    const ext = vscode.extensions.getExtension<ExaiApi>('exai.exai-vscode');
+    assert.ok(ext, 'the extension is installed from extensionDevelopmentPath');
+    api = await ext!.activate();
+  });
+  afterEach(restoreUi);
+
+  it('runs on VS Code >= 1.101 and contributes its commands and authentication provider', async function () {
+    const [major, minor] = vscode.version.split('.').map(Number);
+    assert.ok(major > 1 || minor >= 101, vscode.version);
+    const commands = await vscode.commands.getCommands(true);
+    for (const c of ['exai.signIn', 'exai.signOut', 'exai.switchUser', 'exai.reconnect', 'exai.showLog', 'exai.showSessions']) assert.ok(commands.includes(c), c);
+    assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
+  });
+
+  it('starts signed out with a status that offers to sign in', async function () {
+    await until('signed-out status', () => status().kind === 'signed_out');
+  });
+
+  it('says "Wrong email or password." for a wrong password, and stays signed out', async function () {
+    const seen = answer({ pick: ['Email and password'], input: [JAZEEL.email, 'not-the-password'] });
+    await vscode.commands.executeCommand('exai.signIn');
+    const error = await until('an error message', () => seen.find((s) => s.kind === 'showErrorMessage'));
+    assert.equal(error.text, 'EXAI: Wrong email or password.');
+    assert.equal(status().kind, 'signed_out');
+  });
+
+  it('signs in with email and password: account in the Accounts menu, window connected as the user', async function () {
+    const seen = answer({ pick: ['Email and password'], input: [JAZEEL.email, JAZEEL.password] });
+    await vscode.commands.executeCommand('exai.signIn');
+    await connectedAs(JAZEEL.email);
+    assert.ok(seen.some((s) => s.kind === 'input' && /Password for jazeel@example\.com/.test(s.text)), 'asked for the password');
+    const accounts = await vscode.authentication.getAccounts('exai');
+    assert.deepEqual(accounts.map((a) => a.label), [JAZEEL.email]);
+    const s = status();
+    assert.ok(s.kind === 'connected' && s.mode === 'supabase' && s.tokenExpiresAt! > Date.now() / 1000);
+  });
+
+  it('calls tools on the daemon as the window user (whoami, sessions)', async function () {
+    const who = await api.connection()!.callTool('whoami');
+    assert.ok(who.ok, JSON.stringify(who));
+    assert.equal(JSON.parse(who.outputs[0].text).email, JAZEEL.email);
+    const sessions = await api.connection()!.callTool('sessions');
+    assert.ok(sessions.ok);
+    const rows = JSON.parse(sessions.outputs[0].text);
+    assert.ok(rows.some((r: any) => r.current && r.connection_status === 'connected' && r.metadata.instance === api.instance));
+  });
+
+  it('signs a second account in; Switch User moves only this window between them', async function () {
+    answer({ pick: ['Email and password'], input: [MICHELLE.email, MICHELLE.password] });
+    await vscode.commands.executeCommand('exai.signIn');
+    await connectedAs(MICHELLE.email);
+    assert.deepEqual((await vscode.authentication.getAccounts('exai')).map((a) => a.label).sort(), [JAZEEL.email, MICHELLE.email]);
+
+    const seen = answer({ pick: [JAZEEL.email] });
+    await vscode.commands.executeCommand('exai.switchUser');
+    await connectedAs(JAZEEL.email);
+    const picker = seen.find((s) => s.kind === 'pick')!;
+    assert.match(picker.text, /this window only/);
+    assert.match(picker.text, /Sign in another account/);
+  });
+
+  it('signing an account out (command) removes it everywhere and shows this window as signed out', async function () {
+    const seen = answer({ pick: [JAZEEL.email] });
+    await vscode.commands.executeCommand('exai.signOut');
+    await until('signed out', () => status().kind === 'signed_out');
+    assert.deepEqual((await vscode.authentication.getAccounts('exai')).map((a) => a.label), [MICHELLE.email]);
+    assert.ok(seen.some((s) => s.kind === 'showWarningMessage' && /jazeel@example\.com was signed out/.test(s.text)), JSON.stringify(seen));
+  });
+
+  it('the status bar click offers the next actions for the state', async function () {
+    const seen = answer({ pick: [] });
+    await vscode.commands.executeCommand('exai.statusBarClicked');
+    const picker = seen.find((s) => s.kind === 'pick');
+    assert.ok(picker && /Sign in/.test(picker.text) && /Switch user/.test(picker.text), JSON.stringify(seen));
+  });
+
+  it('a malformed setting is reported once, with an Open Settings action, not on every retry', async function () {
+    const seen = answer({});
+    const config = vscode.workspace.getConfiguration('exai');
+    const previous = config.get<string>('supabase.url');
+    try {
+      await config.update('supabase.url', 'not a url', vscode.ConfigurationTarget.Global);
+      await until('error status', () => status().kind === 'error');
+      assert.match((status() as any).message, /exai\.supabase\.url "not a url" is not a URL/);
+      assert.deepEqual((status() as any).actions, ['openSettings', 'showLog']);
+      await vscode.commands.executeCommand('exai.reconnect');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(seen.filter((s) => s.kind === 'showWarningMessage' && /not a URL/.test(s.text)).length, 1, JSON.stringify(seen));
+    } finally {
+      await config.update('supabase.url', previous, vscode.ConfigurationTarget.Global);
+    }
+    // The window's own account was signed out: it stays signed out rather than silently
+    // becoming another user; the user picks the remaining account.
+    await until('signed out again', () => status().kind === 'signed_out');
+    answer({ pick: [MICHELLE.email] });
+    await vscode.commands.executeCommand('exai.switchUser');
+    await connectedAs(MICHELLE.email);
+  });
+
+  it('with no Supabase settings, runs in local mode: spawns the bundled daemon and connects as the OS user', async function () {
+    const config = vscode.workspace.getConfiguration('exai');
+    const previous = { url: config.get<string>('supabase.url'), key: config.get<string>('supabase.anonKey'), daemon: config.get<string>('daemon.url') };
+    try {
+      await config.update('supabase.url', undefined, vscode.ConfigurationTarget.Global);
+      await config.update('supabase.anonKey', undefined, vscode.ConfigurationTarget.Global);
+      await config.update('daemon.url', undefined, vscode.ConfigurationTarget.Global);
+      await until('local connection', () => status().kind === 'connected' && (status() as any).mode === 'local', 30_000);
+      const who = await api.connection()!.callTool('whoami');
+      assert.ok(who.ok && JSON.parse(who.outputs[0].text).mode === 'local');
+    } finally {
+      await config.update('supabase.url', previous.url, vscode.ConfigurationTarget.Global);
+      await config.update('supabase.anonKey', previous.key, vscode.ConfigurationTarget.Global);
+      await config.update('daemon.url', previous.daemon, vscode.ConfigurationTarget.Global);
+    }
+    await connectedAs(MICHELLE.email);
+  });
+});
