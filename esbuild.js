@@ -36,7 +36,7 @@ async function main() {
     builds.push({ ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist', external: [...common.external, 'vscode'] });
   }
   if (args.has('--tests')) {
-    const entryPoints = ['unit', 'daemon', 'auth-server', 'e2e'].flatMap((d) => listTests(path.join('test', d)));
+    const entryPoints = ['unit', 'daemon', 'extension', 'auth-server', 'e2e'].flatMap((d) => listTests(path.join('test', d)));
     // Programs the tests start: the GoTrue-compatible test server's CLI.
     if (fs.existsSync('test/auth-server/main.ts')) entryPoints.push('test/auth-server/main.ts');
     builds.push({ ...common, entryPoints, outdir: 'out/test', outbase: 'test', packages: 'external' });

@@ -3,6 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { isLoopbackHost } from './net';
 
 export interface DaemonConfig {
   host: string;
@@ -90,7 +91,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     if (!databaseUrl) throw new ConfigError('DATABASE_URL is required in supabase mode (the Postgres connection string that holds mcp_sessions).');
     if (!/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError('DATABASE_URL must be a postgres:// connection string.');
     if (jwtSecret !== null && jwtSecret.length < 32) throw new ConfigError('SUPABASE_JWT_SECRET is shorter than 32 characters; copy the full legacy JWT secret from the project settings.');
-  } else if (!isLoopback(host)) {
+  } else if (!isLoopbackHost(host)) {
     throw new ConfigError(`--host ${host} is not a loopback address; local mode only listens on 127.0.0.1 or ::1.`);
   }
 
@@ -117,6 +118,3 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   };
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}

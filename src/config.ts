@@ -1,6 +1,7 @@
-// Settings -> one typed, validated configuration. A bad setting becomes a `problem` sentence shown
-// once with an "Open Settings" action, instead of failing on every reconnect.
-import * as vscode from 'vscode';
+// Setting values -> one typed, validated configuration (pure; src/settings.ts reads VS Code's
+// settings). A bad setting becomes a `problem` sentence shown once with an "Open Settings" action,
+// instead of failing on every reconnect.
+import { isLoopbackHost } from '../server/net';
 
 export interface ExaiConfig {
   /** null: local mode (no sign-in; the daemon runs as the OS user). */
@@ -10,12 +11,6 @@ export interface ExaiConfig {
   idleExitSec: number;
   /** Human sentences; non-empty means the extension cannot run as configured. */
   problems: string[];
-}
-
-const LOOPBACK = /^(localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|::1)$/;
-
-export function isLoopbackHost(hostname: string): boolean {
-  return LOOPBACK.test(hostname);
 }
 
 /** Pure: raw setting values -> config. */
@@ -63,20 +58,4 @@ function looksLikeServiceRole(key: string): boolean {
   } catch {
     return false;
   }
-}
-
-export function readConfig(): ExaiConfig {
-  const c = vscode.workspace.getConfiguration('exai');
-  return parseConfig({
-    url: c.get<string>('supabase.url'),
-    anonKey: c.get<string>('supabase.anonKey'),
-    daemonUrl: c.get<string>('daemon.url'),
-    idleExitMinutes: c.get<number>('daemon.idleExitMinutes'),
-  });
-}
-
-export function onConfigChange(listener: (config: ExaiConfig) => void): vscode.Disposable {
-  return vscode.workspace.onDidChangeConfiguration((e) => {
-    if (e.affectsConfiguration('exai')) listener(readConfig());
-  });
 }

@@ -11,6 +11,7 @@ import {
   type AuthFrame, type CallToolFrame, type ClientFrame, type HelloFrame, type ServerFrame,
   type TextOutput, type ToolDescription, type WireError, type WireUser,
 } from '../../server/protocol';
+import { isLoopbackHost } from '../../server/net';
 import type { CrashGuard } from './launcher';
 
 export type ClientState =
@@ -89,11 +90,6 @@ export function backoffDelay(retry: number, baseMs: number, maxMs: number, rando
   return random() * Math.min(maxMs, baseMs * 2 ** retry);
 }
 
-/** Only loopback hosts may receive a token over plain ws:// (127.0.0.0/8, ::1, localhost). */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 interface Pending {
   onFrame(frame: ServerFrame): void;

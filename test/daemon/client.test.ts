@@ -8,9 +8,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { readDiscovery } from '../../server/auth/localMode';
 import { PROTOCOL_VERSION, type ServerFrame } from '../../server/protocol';
 import {
-  DaemonClient, DaemonRequestError, backoffDelay, isLoopbackHost,
+  DaemonClient, DaemonRequestError, backoffDelay,
   type ClientState, type DaemonClientOptions,
 } from '../../src/daemon/client';
+import { isLoopbackHost } from '../../server/net';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch } from '../../src/daemon/launcher';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 

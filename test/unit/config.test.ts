@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, isLoopback, loadConfig } from '../../server/config';
+import { ConfigError, loadConfig } from '../../server/config';
+import { isLoopbackHost as isLoopback } from '../../server/net';
 
 const SUPABASE_ENV = {
   MCP_ENABLE_MULTI_USER: 'true',

@@ -1,0 +1,124 @@
+// The extension's pure parts: settings validation, status wording, refresh timing, OAuth redirect
+// paths and auth error sentences. No vscode, no I/O.
+import assert from 'node:assert/strict';
+import { needsRefresh, refreshAheadSec, secondsLeft } from '../../src/auth/accounts';
+import { CALLBACK_PATH, withCallbackPath } from '../../src/auth/flows/oauthPkce';
+import { describeAuthError, isTerminalRefreshError } from '../../src/auth/supabase';
+import { parseConfig } from '../../src/config';
+import { describeStatus, formatDelta, type Status } from '../../src/ui/status';
+import { AuthApiError, AuthRetryableFetchError } from '@supabase/supabase-js';
+
+const project = { url: 'https://abc.supabase.co', anonKey: 'anon' };
+
+describe('parseConfig (settings → config)', function () {
+  it('is local mode with nothing set', function () {
+    assert.deepEqual(parseConfig({}), { supabase: null, daemonUrl: null, idleExitSec: 600, problems: [] });
+  });
+  it('takes a project URL (trailing slash dropped) and anon key', function () {
+    const c = parseConfig({ url: 'https://abc.supabase.co/', anonKey: ' key ' });
+    assert.deepEqual(c.supabase, { url: 'https://abc.supabase.co', anonKey: 'key' });
+    assert.deepEqual(c.problems, []);
+  });
+  const problems: [string, Parameters<typeof parseConfig>[0], RegExp][] = [
+    ['a malformed URL', { url: 'not a url', anonKey: 'k' }, /is not a URL/],
+    ['plain http to a remote host', { url: 'http://abc.supabase.co', anonKey: 'k' }, /must start with https:\/\//],
+    ['a missing anon key', { url: 'https://abc.supabase.co' }, /anonKey is empty/],
+    ['the service_role key as anon key', { url: 'https://abc.supabase.co', anonKey: `x.${Buffer.from('{"role":"service_role"}').toString('base64url')}.y` }, /service_role key/],
+    ['an sb_secret_ key as anon key', { url: 'https://abc.supabase.co', anonKey: 'sb_secret_abc' }, /service_role key/],
+    ['a non-ws daemon URL', { daemonUrl: 'http://host/' }, /must start with wss:\/\//],
+    ['plain ws:// to a remote daemon', { daemonUrl: 'ws://exai.example.com/' }, /unencrypted ws:\/\/ to exai\.example\.com/],
+  ];
+  for (const [what, raw, message] of problems) {
+    it(`reports ${what} as one sentence`, function () {
+      const c = parseConfig(raw);
+      assert.equal(c.problems.length, 1, JSON.stringify(c.problems));
+      assert.match(c.problems[0], message);
+    });
+  }
+  it('allows http:// to a local Supabase and ws:// to a loopback daemon', function () {
+    assert.deepEqual(parseConfig({ url: 'http://127.0.0.1:54321', anonKey: 'k', daemonUrl: 'ws://127.0.0.1:8079/' }).problems, []);
+    assert.deepEqual(parseConfig({ daemonUrl: 'ws://[::1]:8079/' }).problems, []);
+  });
+  it('converts the idle exit to seconds', function () {
+    assert.equal(parseConfig({ idleExitMinutes: 0.5 }).idleExitSec, 30);
+    assert.equal(parseConfig({ idleExitMinutes: 0 }).idleExitSec, 0);
+  });
+});
+
+describe('describeStatus (status bar wording)', function () {
+  const now = 1_700_000_000_000;
+  it('connected: who in the text, an accessible label, a table tooltip with daemon, session and expiry', function () {
+    const v = describeStatus({ kind: 'connected', who: 'jazeel@example.com', daemon: 'ws://127.0.0.1:8079/', sessionId: 's-1', tokenExpiresAt: now / 1000 + 1800, serverVersion: '0.1.0', mode: 'supabase' }, now);
+    assert.equal(v.text, '$(plug) EXAI: jazeel@example.com');
+    assert.equal(v.ariaLabel, 'EXAI connected as jazeel@example.com');
+    assert.match(v.tooltip, /connected as \*\*jazeel@example\\\.com\*\*/);
+    assert.match(v.tooltip, /Session \| `s-1`/);
+    assert.match(v.tooltip, /expires in 30 min/);
+    assert.deepEqual(v.actions, ['switchUser', 'showSessions', 'reconnect', 'signOut', 'showLog']);
+    assert.equal(v.isError, false);
+  });
+  it('signed out offers sign-in; with a reason it warns', function () {
+    assert.deepEqual(describeStatus({ kind: 'signed_out' }).actions.slice(0, 1), ['signIn']);
+    const v = describeStatus({ kind: 'signed_out', reason: 'jazeel@example.com was signed out.' });
+    assert.equal(v.isWarning, true);
+    assert.match(v.tooltip, /was signed out/);
+  });
+  it('errors are short in the bar and whole in the tooltip', function () {
+    const message = 'This account already has 5 open connections (the limit is 5). Close another VS Code window.';
+    const v = describeStatus({ kind: 'error', who: null, message, actions: ['showSessions'] });
+    assert.ok(v.text.length < 60, v.text);
+    assert.match(v.tooltip, /limit is 5/);
+    assert.equal(v.isError, true);
+    assert.deepEqual(v.actions, ['showSessions']);
+  });
+  it('reconnecting says when the next try is', function () {
+    const v = describeStatus({ kind: 'reconnecting', who: null, attempt: 3, delayMs: 4200, reason: 'daemon went away' } as Status);
+    assert.match(v.tooltip, /Retry 3 in 4 s/);
+  });
+  it('formats token lifetimes', function () {
+    assert.equal(formatDelta(-1), 'expired');
+    assert.equal(formatDelta(45_000), 'expires in 45 s');
+    assert.equal(formatDelta(3 * 3600_000), 'expires in 3 h');
+  });
+});
+
+describe('refresh timing', function () {
+  it('refreshes 2 minutes ahead for hour-long tokens, a third ahead for short ones', function () {
+    assert.equal(refreshAheadSec({ expires_in: 3600 }), 120);
+    assert.equal(refreshAheadSec({ expires_in: 30 }), 10);
+    assert.equal(refreshAheadSec({ expires_in: 1 }), 1);
+  });
+  it('needsRefresh inside the margin only', function () {
+    const now = 1_000_000_000_000;
+    assert.equal(needsRefresh({ expires_at: now / 1000 + 3000, expires_in: 3600 }, now), false);
+    assert.equal(needsRefresh({ expires_at: now / 1000 + 100, expires_in: 3600 }, now), true);
+    assert.equal(secondsLeft({ expires_at: now / 1000 + 5 }, now), 5);
+  });
+});
+
+describe('OAuth redirect through asExternalUri', function () {
+  it('keeps a loopback callback as it is', function () {
+    assert.equal(withCallbackPath(`http://127.0.0.1:4567${CALLBACK_PATH}`), `http://127.0.0.1:4567${CALLBACK_PATH}`);
+  });
+  it("appends the path that code-server's /proxy/<port>/ URL drops", function () {
+    assert.equal(withCallbackPath('http://cs.example:8080/proxy/4567/'), `http://cs.example:8080/proxy/4567${CALLBACK_PATH}`);
+  });
+});
+
+describe('auth error sentences', function () {
+  const api = (code: string, status = 400) => new AuthApiError('x', status, code);
+  it('says what happened and what to do', function () {
+    assert.equal(describeAuthError(api('invalid_credentials'), project), 'Wrong email or password.');
+    assert.match(describeAuthError(api('email_not_confirmed'), project, 'a@b.c'), /Confirm your email first: .* a@b\.c/);
+    assert.match(describeAuthError(new AuthRetryableFetchError('fetch failed', 0), project), /Can't reach Supabase at https:\/\/abc\.supabase\.co/);
+    assert.match(describeAuthError(new TypeError('fetch failed'), project), /Can't reach Supabase/);
+    assert.match(describeAuthError(api('otp_expired', 403), project), /Request a new code/);
+    assert.match(describeAuthError(api('refresh_token_already_used'), project), /Sign in again/);
+  });
+  it('treats only final refresh errors as terminal', function () {
+    assert.equal(isTerminalRefreshError(api('refresh_token_already_used')), true);
+    assert.equal(isTerminalRefreshError(api('session_not_found')), true);
+    assert.equal(isTerminalRefreshError(new AuthRetryableFetchError('down', 503)), false);
+    assert.equal(isTerminalRefreshError(api('over_request_rate_limit', 429)), false);
+  });
+});
