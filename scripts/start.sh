@@ -1,15 +1,81 @@
 #!/usr/bin/env bash
-# `npm start`: sets up (Node 22, npm packages, build) and runs the daemon in local mode, the
-# embedded default that needs no Supabase account, in the foreground. Ctrl-C stops it.
+# `npm start` (local mode: no Supabase account) and `npm run start:multi-user` (a GoTrue-compatible
+# test server, PostgreSQL and the daemon in supabase mode; or a real project): VS Code (code-server)
+# with the extension, on http://127.0.0.1:<free port>, in the foreground. Ctrl-C stops everything.
+#
+#   bash scripts/start.sh [--multi-user] [--check]
+#
+# This part is the set-up that needs a shell, each step skipped when already done, so a second run
+# is ready in seconds: Node 22, npm packages, code-server (+ Chromium), PostgreSQL, then the build
+# and the .vsix. Then it hands over to scripts/start/main.ts, which starts, prints and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export EXAI_ROOT=$PWD
+
+MODE=local
+ARGS=()
+for arg in "$@"; do
+  case $arg in
+    --multi-user) MODE=multi-user ;;
+    --check) ARGS+=(--check) ;;
+    *) echo "[start] unknown option $arg (usage: npm start -- [--check]; npm run start:multi-user -- [--check])" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "[start] $*"; }
+
+# Times a step, so a slow one is visible as such (long ones print their own progress too).
+step() {
+  local what=$1 started=$SECONDS
+  shift
+  say "$what ..."
+  "$@"
+  say "  done in $((SECONDS - started)) s"
+}
+
+# A real project (SUPABASE_URL + SUPABASE_ANON_KEY) has no daemon of ours; say so before any set-up.
+check_real_project() {
+  [ "$MODE" = multi-user ] || return 0
+  if [[ -n ${SUPABASE_URL:-} && -z ${SUPABASE_ANON_KEY:-} || -z ${SUPABASE_URL:-} && -n ${SUPABASE_ANON_KEY:-} ]]; then
+    echo "[start] set both SUPABASE_URL and SUPABASE_ANON_KEY to use a real Supabase project, or neither to use the built-in test server." >&2
+    exit 2
+  fi
+  if [[ -n ${SUPABASE_URL:-} && -z ${EXAI_DAEMON_URL:-} && -z ${DATABASE_URL:-} ]]; then
+    echo "[start] a daemon for a real Supabase project needs DATABASE_URL (the project's Postgres, migrations applied; then this script starts the daemon) or EXAI_DAEMON_URL (a daemon that already runs): set one of them." >&2
+    exit 2
+  fi
+}
+
+# npm packages, installed with Node 22; reinstalled when the lock changes (as scripts/test.sh does).
+npm_packages() {
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    step "installing npm packages (npm ci, about a minute)" npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+# The production build and the .vsix (what `npm run package` does), output kept for failures only.
+package_extension() {
+  mkdir -p .cache/start
+  bash scripts/package.sh > .cache/start/package.log 2>&1 || { cat .cache/start/package.log >&2; return 1; }
+}
+
+# scripts/start/main.ts and the test server's CLI, bundled into .cache/start/bin (not out/, which
+# `npm test` deletes and rebuilds). Three levels below the root, as the test helpers expect.
+bundle_start() {
+  node_modules/.bin/esbuild start=scripts/start/main.ts auth-server=test/auth-server/main.ts \
+    --bundle --platform=node --target=node22 --format=cjs --packages=external \
+    --outdir=.cache/start/bin --log-level=warning
+}
+
+check_real_project
 . scripts/node22.sh
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "[start] installing npm packages ..."
-  npm ci --no-audit --no-fund --loglevel=error
+say "node $(node -v)"
+npm_packages
+. scripts/code-server.sh                # also unsets PORT (code-server would bind to it)
+cs_setup                                # prints progress every 10 s while installing (~95 s once)
+if [ "$MODE" = multi-user ] && [ -z "${SUPABASE_URL:-}" ]; then
+  . scripts/postgres.sh                 # exports EXAI_TEST_PG_ADMIN_URL
 fi
-echo "[start] building ..."
-node esbuild.js
-export EXAI_STATE_DIR=${EXAI_STATE_DIR:-$PWD/.cache/state}
-echo "[start] daemon state and logs: $EXAI_STATE_DIR"
-exec node dist/server.js "$@"
+step "building and packaging the extension" package_extension
+bundle_start
+exec node .cache/start/bin/start.js --mode "$MODE" ${ARGS[@]+"${ARGS[@]}"}

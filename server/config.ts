@@ -12,6 +12,10 @@ export interface DaemonConfig {
   supabaseUrl: string | null;
   jwtSecret: string | null;
   databaseUrl: string | null;
+  /** The project's public anon (or sb_publishable_) key, for the Data API session store. */
+  supabaseAnonKey: string | null;
+  /** Where session rows go: in memory (local mode), Postgres directly (DATABASE_URL), or the Supabase Data API with each user's JWT. */
+  sessionStore: 'memory' | 'postgres' | 'data-api';
   /** Idle seconds before a connection is closed and its row marked `expired`. */
   sessionTimeoutSec: number;
   maxConnectionsPerUser: number;
@@ -41,7 +45,7 @@ const FLAGS = {
 
 export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079] [--mode local|supabase]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
-  DATABASE_URL, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
+  DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
   EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS`;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
@@ -86,10 +90,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   const supabaseUrl = env.SUPABASE_URL ? httpUrl('SUPABASE_URL', env.SUPABASE_URL) : null;
   const jwtSecret = env.SUPABASE_JWT_SECRET || null;
   const databaseUrl = env.DATABASE_URL || null;
+  const supabaseAnonKey = env.SUPABASE_ANON_KEY?.trim() || null;
   if (mode === 'supabase') {
     if (!supabaseUrl) throw new ConfigError('SUPABASE_URL is required in supabase mode (e.g. https://<project-ref>.supabase.co).');
-    if (!databaseUrl) throw new ConfigError('DATABASE_URL is required in supabase mode (the Postgres connection string that holds mcp_sessions).');
-    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError('DATABASE_URL must be a postgres:// connection string.');
+    if (!databaseUrl && !supabaseAnonKey) {
+      throw new ConfigError('supabase mode needs DATABASE_URL (direct Postgres, for hosted daemons) or SUPABASE_ANON_KEY (the Supabase Data API with each user\'s own token).');
+    }
+    if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError('DATABASE_URL must be a postgres:// connection string.');
+    if (supabaseAnonKey) checkAnonKey(supabaseAnonKey);
     if (jwtSecret !== null && jwtSecret.length < 32) throw new ConfigError('SUPABASE_JWT_SECRET is shorter than 32 characters; copy the full legacy JWT secret from the project settings.');
   } else if (!isLoopbackHost(host)) {
     throw new ConfigError(`--host ${host} is not a loopback address; local mode only listens on 127.0.0.1 or ::1.`);
@@ -105,6 +113,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     supabaseUrl,
     jwtSecret,
     databaseUrl,
+    supabaseAnonKey,
+    // Both set: DATABASE_URL wins (main.ts logs it).
+    sessionStore: mode === 'local' ? 'memory' : databaseUrl ? 'postgres' : 'data-api',
     sessionTimeoutSec: integer('MCP_SESSION_TIMEOUT', env.MCP_SESSION_TIMEOUT, 3600, 1, 30 * 24 * 3600),
     maxConnectionsPerUser: integer('MCP_MAX_CONNECTIONS_PER_USER', env.MCP_MAX_CONNECTIONS_PER_USER, 5, 1, 1000),
     logDir,
@@ -118,3 +129,30 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   };
 }
 
+
+/**
+ * SUPABASE_ANON_KEY must be the public key: a legacy anon JWT (`role: anon`) or an sb_publishable_ key.
+ * A service_role JWT or an sb_secret_ key bypasses row-level security and never belongs on a user's machine.
+ */
+function checkAnonKey(key: string): void {
+  if (key.startsWith('sb_secret_') || jwtRole(key) === 'service_role') {
+    throw new ConfigError("SUPABASE_ANON_KEY holds a service_role (secret) key, and a user's machine never holds the service_role key; set it to the project's anon (publishable) key.");
+  }
+  if (!key.startsWith('sb_publishable_') && jwtRole(key) === undefined) {
+    throw new ConfigError("SUPABASE_ANON_KEY is not a Supabase API key; copy the project's anon (publishable) key from its API settings.");
+  }
+}
+
+/** The `role` claim of an unverified JWT ('' when it has none); undefined when `token` is not a JWT. */
+function jwtRole(token: string): string | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const payload: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    if (typeof payload !== 'object' || payload === null) return undefined;
+    const role = (payload as { role?: unknown }).role;
+    return typeof role === 'string' ? role : '';
+  } catch {
+    return undefined;
+  }
+}

@@ -8,6 +8,7 @@ import { acquireInstanceLock, newLocalSecret, removeDiscovery, waitForDiscovery,
 import { Redactor, createLogger, openLogFile, type Logger } from './log';
 import type { ListeningLine } from './protocol';
 import { MemorySessionStore } from './sessions/memoryStore';
+import { DataApiSessionStore } from './sessions/dataApiStore';
 import { PgSessionStore } from './sessions/pgStore';
 import type { SessionStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
   const sink = openLogFile(config.logDir);
   const log = createLogger(sink, redactor, { daemon_pid: process.pid });
 
-  const store: SessionStore = config.mode === 'local' ? new MemorySessionStore() : new PgSessionStore({ connectionString: config.databaseUrl! });
+  const store = createStore(config, log);
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
     : new SupabaseJwtVerifier({ supabaseUrl: config.supabaseUrl!, jwtSecret: config.jwtSecret ?? undefined });
@@ -142,6 +143,21 @@ function exitWhenUnused(server: DaemonServer, config: DaemonConfig, log: Logger,
   server.onConnectionCountChange(arm);
   arm(0);
   log.info('will exit when unused', { after_s: config.idleExitSec });
+}
+
+/** local: in memory; DATABASE_URL: direct Postgres; otherwise the Supabase Data API with each user's own JWT. */
+function createStore(config: DaemonConfig, log: Logger): SessionStore {
+  switch (config.sessionStore) {
+    case 'memory':
+      return new MemorySessionStore();
+    case 'postgres':
+      if (config.supabaseAnonKey) log.info('DATABASE_URL and SUPABASE_ANON_KEY are both set; sessions use DATABASE_URL (direct Postgres), not the Data API');
+      else log.info('sessions are stored through DATABASE_URL (direct Postgres)');
+      return new PgSessionStore({ connectionString: config.databaseUrl! });
+    case 'data-api':
+      log.info("sessions are stored through the Supabase Data API with each user's own token", { supabase_url: config.supabaseUrl });
+      return new DataApiSessionStore({ supabaseUrl: config.supabaseUrl!, anonKey: config.supabaseAnonKey!, clientInfo: `exai-daemon/${VERSION}` });
+  }
 }
 
 function safePassword(databaseUrl: string): string | null {

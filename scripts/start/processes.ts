@@ -2,12 +2,14 @@
 //
 // Not every process a run starts is its child: the extension spawns the local daemon detached (its
 // own process group, so closing a window does not take it down), and a run killed with SIGKILL
-// leaves its children to init. So a run is recognised by its directory instead: every process it
-// starts either names the run directory on its command line (code-server's --user-data-dir, the
-// daemon's dist/server.js inside the run's extensions dir) or carries it in its environment
-// (EXAI_START_RUN, which the start script exports to all its children; EXAI_STATE_DIR of the daemon
-// the extension spawns). Linux only (/proc), like the rest of the set-up.
+// leaves its children to init. So a run is recognised by its directory in the environment instead:
+// EXAI_START_RUN=<run dir>, which the start script exports to everything it starts (code-server,
+// its extension hosts, Chromium, the test server, the daemon), and EXAI_STATE_DIR=<run dir>/… of
+// the daemon the extension spawns (which gets a whitelisted environment only). The environment,
+// not the command line: a `tail -f <run dir>/code-server.log` in another terminal is not ours.
+// Linux only (/proc), like the rest of the set-up.
 import fs from 'node:fs';
+import path from 'node:path';
 
 export interface RunProcess {
   pid: number;
@@ -24,19 +26,21 @@ function procStrings(pid: number, file: 'cmdline' | 'environ'): string[] {
   }
 }
 
-function namesDir(s: string, dir: string): boolean {
-  return s === dir || s.endsWith(`=${dir}`) || s.includes(`${dir}/`);
+/** `NAME=<dir>` or `NAME=<dir>/…` (also inside a list such as PATH). */
+function namesDir(entry: string, dir: string): boolean {
+  return entry.endsWith(`=${dir}`) || entry.includes(`=${dir}/`) || entry.includes(`:${dir}/`) || entry.endsWith(`:${dir}`);
 }
 
-/** Every live process (other than this one) whose command line or environment names `runDir`. */
+/** Every live process (other than this one) whose environment names `runDir` (an absolute path). */
 export function processesOf(runDir: string): RunProcess[] {
+  if (!path.isAbsolute(runDir) || path.dirname(runDir) === runDir) throw new Error(`processesOf: not a run directory: "${runDir}"`);
   const found: RunProcess[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
     const cmdline = procStrings(pid, 'cmdline');
     if (cmdline.length === 0) continue; // kernel thread, zombie, or already gone
-    if (cmdline.some((s) => namesDir(s, runDir)) || procStrings(pid, 'environ').some((s) => namesDir(s, runDir))) {
+    if (procStrings(pid, 'environ').some((s) => namesDir(s, runDir))) {
       found.push({ pid, cmd: cmdline.join(' ') });
     }
   }

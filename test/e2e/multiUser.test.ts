@@ -65,7 +65,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     server = await startCodeServer({
       runDir: newRunDir('multi-user'),
       vsix: VSIX,
-      workspaces: ['ws-a', 'ws-b'],
+      workspaces: ['ws-a', 'ws-b', 'ws-d'],
       settings: { 'exai.supabase.url': auth.url, 'exai.supabase.anonKey': auth.anonKey, 'exai.daemon.url': daemon.url },
     });
     browser = await launchBrowser(path.join(OUT, 'browser-multi'));
@@ -143,9 +143,10 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     assert.ok(!daemon.logs().includes('"token expired"'), 'the daemon never closed a connection for expiry');
   });
 
+  let windowC: Page;
   it('two windows on one account share its refreshes: the other adopts, nobody is signed out', async function () {
     // Window C opens folder A, whose saved choice is Jazeel: now A and C both use Jazeel.
-    const windowC = await browser.newPage();
+    windowC = await browser.newPage();
     await openWorkbench(windowC, server, path.join(server.runDir, 'ws-a'));
     await connectedAs(windowC, JAZEEL.email);
     await windowB.close(); // only Jazeel's refreshes count from here
@@ -162,5 +163,59 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     assert.ok(refreshes >= 2 && refreshes <= 3, `refresh requests for one account over two lifetimes: ${refreshes}`);
     assert.equal(auth.errorCounts()['refresh_token_already_used'] ?? 0, 0);
     await windowC.screenshot({ path: path.join(OUT, 'window-c-jazeel.png') });
+  });
+
+  it('a window reload keeps the window\'s user', async function () {
+    await windowA.reload();
+    await windowA.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    await connectedAs(windowA, JAZEEL.email);
+  });
+
+  it('signs in with GitHub (OAuth + PKCE) through code-server\'s proxy to the extension\'s callback', async function () {
+    const windowD = await browser.newPage();
+    await openWorkbench(windowD, server, path.join(server.runDir, 'ws-d'));
+    // Two accounts are signed in and this folder has no choice yet: the window waits for one.
+    await windowD.locator('#workbench\\.parts\\.statusbar .statusbar-item[aria-label^="EXAI signed out"]').waitFor({ timeout: 60_000 });
+    await runCommand(windowD, 'EXAI: Sign In');
+    const qi = windowD.locator('.quick-input-widget');
+    await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'GitHub' }).first().waitFor();
+    const popup = browser.waitForEvent('page', { timeout: 30_000 });
+    await windowD.keyboard.type('GitHub');
+    await windowD.keyboard.press('Enter');
+    // code-server may ask before opening an external link.
+    const open = windowD.locator('.monaco-dialog-box .monaco-button', { hasText: 'Open' }).first();
+    const first = await Promise.race([popup.then(() => 'popup'), open.waitFor({ timeout: 15_000 }).then(() => 'dialog', () => 'none')]);
+    if (first === 'dialog') await open.click();
+    const github = await popup;
+    await github.waitForLoadState().catch(() => {});
+    await github.locator('#authorize').waitFor({ timeout: 30_000 }).catch(async (err) => {
+      await github.screenshot({ path: path.join(OUT, 'github-popup-failed.png') }).catch(() => {});
+      throw new Error(`the GitHub stand-in did not load in the popup (at ${github.url()}): ${err.message}`);
+    });
+    await github.locator('#email').fill(MICHELLE.email); // the GitHub identity's verified email links to Michelle
+    await github.screenshot({ path: path.join(OUT, 'github-stand-in.png') });
+    await github.locator('#authorize').click();
+    await github.locator('text=Signed in to EXAI').waitFor({ timeout: 30_000 });
+    await connectedAs(windowD, MICHELLE.email);
+    await github.close();
+    await windowD.close();
+  });
+
+  it('signing an account out in one window signs it out in every window', async function () {
+    await runCommand(windowC, 'EXAI: Sign Out');
+    const qi = windowC.locator('.quick-input-widget');
+    await qi.locator('.quick-input-list .monaco-list-row', { hasText: JAZEEL.email }).first().waitFor();
+    await windowC.keyboard.type(JAZEEL.email);
+    await windowC.keyboard.press('Enter');
+    for (const w of [windowA, windowC]) {
+      await w.locator('#workbench\\.parts\\.statusbar .statusbar-item[aria-label^="EXAI signed out"]').waitFor({ timeout: 30_000 });
+    }
+    await windowA.screenshot({ path: path.join(OUT, 'signed-out-everywhere.png') });
+    let rows = await connectedRows();
+    for (let i = 0; i < 50 && rows.some((r) => r.email === JAZEEL.email); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      rows = await connectedRows();
+    }
+    assert.deepEqual(rows.filter((r) => r.email === JAZEEL.email), [], 'no Jazeel connection left');
   });
 });

@@ -2,7 +2,7 @@
 // paths and auth error sentences. No vscode, no I/O.
 import assert from 'node:assert/strict';
 import { needsRefresh, refreshAheadSec, secondsLeft } from '../../src/auth/accounts';
-import { CALLBACK_PATH, withCallbackPath } from '../../src/auth/flows/oauthPkce';
+import { CALLBACK_PATH, START_PATH, withPath } from '../../src/auth/flows/oauthPkce';
 import { describeAuthError, isTerminalRefreshError } from '../../src/auth/supabase';
 import { parseConfig } from '../../src/config';
 import { describeStatus, formatDelta, type Status } from '../../src/ui/status';
@@ -97,11 +97,13 @@ describe('refresh timing', function () {
 });
 
 describe('OAuth redirect through asExternalUri', function () {
-  it('keeps a loopback callback as it is', function () {
-    assert.equal(withCallbackPath(`http://127.0.0.1:4567${CALLBACK_PATH}`), `http://127.0.0.1:4567${CALLBACK_PATH}`);
+  it('keeps a loopback callback as it is, and derives the start URL beside it', function () {
+    assert.equal(withPath(`http://127.0.0.1:4567${CALLBACK_PATH}`, CALLBACK_PATH), `http://127.0.0.1:4567${CALLBACK_PATH}`);
+    assert.equal(withPath(`http://127.0.0.1:4567${CALLBACK_PATH}`, START_PATH), `http://127.0.0.1:4567${START_PATH}`);
   });
   it("appends the path that code-server's /proxy/<port>/ URL drops", function () {
-    assert.equal(withCallbackPath('http://cs.example:8080/proxy/4567/'), `http://cs.example:8080/proxy/4567${CALLBACK_PATH}`);
+    assert.equal(withPath('http://cs.example:8080/proxy/4567/', CALLBACK_PATH), `http://cs.example:8080/proxy/4567${CALLBACK_PATH}`);
+    assert.equal(withPath('http://cs.example:8080/proxy/4567/', START_PATH), `http://cs.example:8080/proxy/4567${START_PATH}`);
   });
 });
 
