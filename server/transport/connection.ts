@@ -12,10 +12,9 @@ import {
 } from '../protocol';
 import { StoreUnavailable, type ClaimResult, type SessionStore } from '../sessions/store';
 import type { ToolRegistry } from '../tools/registry';
+import { RecentResults } from './recentResults';
 import { VERSION } from '../version';
 
-export const DEDUP_WINDOW_MS = 5 * 60 * 1000;
-const DEDUP_MAX_ENTRIES = 5000;
 const EXPIRING_NOTICE_SEC = 60;
 const MAX_FRAMES_QUEUED_DURING_HELLO = 100;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -55,7 +54,7 @@ export class Connection {
   private log: Logger;
   private lastActivity = Date.now();
   private readonly inflight = new Map<string, InflightCall>();
-  private readonly completed = new Map<string, { frame: CallToolResult; at: number }>();
+  private readonly completed = new RecentResults<CallToolResult>();
   private readonly queuedDuringHello: string[] = [];
   private readonly timers = new Map<'hello' | 'expiring' | 'expiry' | 'idle' | 'heartbeat', NodeJS.Timeout>();
   /** Resolves once the session row has its final status (or the attempt to write it gave up). */
@@ -283,7 +282,7 @@ export class Connection {
   private callTool(frame: CallToolFrame): void {
     const id = frame.request_id;
     const done = this.completed.get(id);
-    if (done && Date.now() - done.at < DEDUP_WINDOW_MS) return this.send(done.frame);
+    if (done) return this.send(done);
     const running = this.inflight.get(id);
     if (running) {
       this.send({ op: 'call_tool_ack', request_id: id, name: frame.name });
@@ -311,18 +310,9 @@ export class Connection {
     this.inflight.set(id, { controller, result });
     void result.then((res) => {
       this.inflight.delete(id);
-      this.remember(id, res);
+      this.completed.set(id, res);
       this.send(res);
     });
-  }
-
-  private remember(id: string, frame: CallToolResult): void {
-    const now = Date.now();
-    for (const [key, entry] of this.completed) {
-      if (now - entry.at < DEDUP_WINDOW_MS && this.completed.size < DEDUP_MAX_ENTRIES) break;
-      this.completed.delete(key); // oldest first (Map keeps insertion order)
-    }
-    this.completed.set(id, { frame, at: now });
   }
 
   // ------------------------------------------------------------------ frames out, closing
