@@ -39,6 +39,7 @@ async function main() {
     const entryPoints = ['unit', 'daemon', 'extension', 'auth-server', 'e2e'].flatMap((d) => listTests(path.join('test', d)));
     // Programs the tests start: the GoTrue-compatible test server's CLI.
     if (fs.existsSync('test/auth-server/main.ts')) entryPoints.push('test/auth-server/main.ts');
+    entryPoints.push('test/desktop/run.ts'); // npm run test:desktop
     builds.push({ ...common, entryPoints, outdir: 'out/test', outbase: 'test', packages: 'external' });
     // The suite that runs inside VS Code's extension host (mocha loaded by test/vscode/index.ts).
     const inHost = [path.join('test', 'vscode', 'index.ts'), ...listTests(path.join('test', 'vscode'))];

@@ -6,6 +6,7 @@ import type { Session } from '@supabase/supabase-js';
 import { needsRefresh, refreshAheadSec, RefreshUnavailableError, SignedOutError, type Account, type Accounts } from '../auth/accounts';
 import type { WindowUser } from '../auth/windowUser';
 import type { ExaiConfig } from '../config';
+import type { ToolDescription } from '../../server/protocol';
 import type { NextAction, Status } from '../ui/status';
 import { DaemonClient, type CallToolOutcome, type ClientState } from './client';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions } from './launcher';
@@ -127,6 +128,11 @@ export class WindowConnection {
     const daemon = await restartLocalDaemon({ ...this.deps.launcher, log: (m) => this.deps.log.info(m) });
     this.deps.log.info(`daemon restarted (pid ${daemon.pid})`);
     await this.start();
+  }
+
+  async listTools(): Promise<ToolDescription[]> {
+    if (!this.client) throw new Error('EXAI is not connected. Sign in or reconnect first.');
+    return this.client.listTools();
   }
 
   callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal } = {}): Promise<CallToolOutcome> {

@@ -30,6 +30,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     vscode.commands.registerCommand('exai.reconnect', () => ctx.connection()?.reconnectNow()),
     vscode.commands.registerCommand('exai.showLog', () => ctx.log.show()),
     vscode.commands.registerCommand('exai.showSessions', () => showSessions(ctx)),
+    vscode.commands.registerCommand('exai.tryTool', () => tryTool(ctx)),
     vscode.commands.registerCommand('exai.openSettings', () => vscode.commands.executeCommand('workbench.action.openSettings', 'exai')),
     vscode.commands.registerCommand('exai.restartDaemon', () => restartDaemon(ctx)),
     vscode.commands.registerCommand('exai.statusBarClicked', async () => {
@@ -123,6 +124,36 @@ async function showSessions(ctx: CommandContext): Promise<void> {
     })),
     { title: `EXAI: your sessions (${rows.filter((r) => r.connection_status === 'connected').length} connected)`, canPickMany: false },
   );
+}
+
+/** Picks a daemon tool, asks for its arguments (JSON, prefilled for the simple ones), shows the result. */
+async function tryTool(ctx: CommandContext): Promise<void> {
+  const connection = ctx.connection();
+  let tools;
+  try {
+    tools = connection ? await connection.listTools() : null;
+  } catch (err) {
+    tools = null;
+    ctx.log.warn(`list_tools failed: ${(err as Error).message}`);
+  }
+  if (!connection || !tools) return void vscode.window.showWarningMessage('EXAI: not connected; sign in or reconnect, then try again.');
+  const picked = await vscode.window.showQuickPick(tools.map((t) => ({ label: t.name, detail: t.description, tool: t })), { title: 'EXAI: Try a Tool' });
+  if (!picked) return;
+  const required = ((picked.tool.inputSchema as { required?: string[] }).required ?? []);
+  let args: Record<string, unknown> = {};
+  if (required.length) {
+    const raw = await vscode.window.showInputBox({
+      title: `EXAI: ${picked.tool.name} arguments (JSON)`,
+      value: JSON.stringify(Object.fromEntries(required.map((k) => [k, k === 'text' ? 'Hello from VS Code' : '']))),
+      validateInput: (v) => { try { JSON.parse(v); return undefined; } catch { return 'Enter a JSON object.'; } },
+    });
+    if (raw === undefined) return;
+    args = JSON.parse(raw);
+  }
+  const result = await connection.callTool(picked.tool.name, args);
+  const body = result.ok ? result.outputs.map((o) => o.text).join('\n') : `Error ${result.error.code}: ${result.error.message}`;
+  const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: `# ${picked.tool.name}\n\n\`\`\`\n${body}\n\`\`\`\n` });
+  await vscode.window.showTextDocument(doc, { preview: true });
 }
 
 async function restartDaemon(ctx: CommandContext): Promise<void> {

@@ -7,45 +7,27 @@ import fs from 'node:fs';
 import path from 'node:path';
 import util from 'node:util';
 import type { BrowserContext } from 'playwright-core';
-import { startAuthServer, type AuthServer } from '../auth-server/server';
 import { launchBrowser, newRunDir, ROOT, startCodeServer, type CodeServer } from '../helpers/codeServer';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { createTestDatabase, type TestDatabase } from '../helpers/pg';
-import { JAZEEL, MICHELLE } from '../helpers/tokens';
+import { startStack, type TestStack } from '../helpers/stack';
 
 const RESULTS = path.join(ROOT, 'test-results', 'inhost.json');
-const PASSWORDS = { jazeel: 'in-host-Jazeel-1', michelle: 'in-host-Michelle-1' };
 
 describe('in-host suite (mocha inside the code-server extension host)', function () {
   this.timeout(300_000);
-  let auth: AuthServer;
-  let db: TestDatabase;
-  let daemon: RunningDaemon;
+  let stack: TestStack;
   let server: CodeServer;
   let browser: BrowserContext;
 
   before(async function () {
-    auth = await startAuthServer();
-    db = await createTestDatabase();
-    for (const [user, password] of [[JAZEEL, PASSWORDS.jazeel], [MICHELLE, PASSWORDS.michelle]] as const) {
-      auth.createUser({ id: user.id, email: user.email, password });
-      await db.addUser(user.id, user.email);
-    }
-    daemon = await startDaemon({ env: { MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: auth.url, DATABASE_URL: db.url } });
-    server = await startCodeServer({
-      runDir: newRunDir('in-host'),
-      // A daemon the extension spawns (the local-mode test) exits 3 s after the window goes away.
-      settings: { 'exai.supabase.url': auth.url, 'exai.supabase.anonKey': auth.anonKey, 'exai.daemon.url': daemon.url, 'exai.daemon.idleExitMinutes': 0.05 },
-    });
+    stack = await startStack();
+    server = await startCodeServer({ runDir: newRunDir('in-host'), settings: stack.settings });
     browser = await launchBrowser(path.join(ROOT, 'test-results', 'e2e', 'browser-inhost'));
   });
 
   after(async () => {
     await browser?.close();
     await server?.stop();
-    await daemon?.stop();
-    await auth?.close();
-    await db?.drop();
+    await stack?.stop();
   });
 
   it('passes every in-host test', async function () {
@@ -67,8 +49,7 @@ describe('in-host suite (mocha inside the code-server extension host)', function
       ['extensionTestsPath', remote(path.join(ROOT, 'out', 'test', 'vscode', 'index.js'))],
       ['extensionEnvironment', JSON.stringify({
         EXAI_INHOST_RESULTS: RESULTS,
-        EXAI_TEST_JAZEEL_PASSWORD: PASSWORDS.jazeel,
-        EXAI_TEST_MICHELLE_PASSWORD: PASSWORDS.michelle,
+        ...stack.testEnv,
       })],
       ['skipWelcome', 'true'],
     ]);

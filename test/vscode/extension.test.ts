@@ -116,6 +116,19 @@ describe('EXAI extension in a real VS Code extension host', function () {
     assert.ok(rows.some((r: any) => r.current && r.connection_status === 'connected' && r.metadata.instance === api.instance));
   });
 
+  it('EXAI: Try a Tool runs the picked tool as the window user and opens the result', async function () {
+    answer({ pick: ['echo'], input: ['{"text":"hello from the in-host suite"}'] });
+    await vscode.commands.executeCommand('exai.tryTool');
+    const editor = await until('the result editor', () => vscode.window.activeTextEditor?.document.getText().includes('hello from the in-host suite') && vscode.window.activeTextEditor);
+    assert.match(editor.document.getText(), /^# echo/);
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  });
+
+  it('contributes a walkthrough with the four first steps', function () {
+    const walkthroughs = vscode.extensions.getExtension('exai.exai-vscode')!.packageJSON.contributes.walkthroughs;
+    assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'tryTool']);
+  });
+
   it('signs a second account in; Switch User moves only this window between them', async function () {
     answer({ pick: ['Email and password'], input: [MICHELLE.email, MICHELLE.password] });
     await vscode.commands.executeCommand('exai.signIn');
