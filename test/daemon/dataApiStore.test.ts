@@ -458,8 +458,8 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
   });
 
   it('logs which backend it uses; recovery at start is a no-op on the Data API', async function () {
-    const lines = main.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    assert.ok(lines.some((l) => /Supabase Data API with each user's own token/.test(l.msg)), main.logs());
+    // The log file is written asynchronously: wait for the line rather than read once.
+    await waitFor(() => /Supabase Data API with each user's own token/.test(main.logs()), 3000, `the store line in the log: ${main.logs()}`);
     assert.equal(main.stderr(), '', 'no warning on stderr');
   });
 
@@ -560,19 +560,20 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
 
   it('with DATABASE_URL and SUPABASE_ANON_KEY both set, DATABASE_URL wins and the log says so', async function () {
     const d = await startExtra('both-set', { DATABASE_URL: db.url });
-    const lines = d.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    assert.ok(lines.some((l) => /both set; sessions use DATABASE_URL/.test(l.msg)), d.logs());
+    await waitFor(() => /both set; sessions use DATABASE_URL/.test(d.logs()), 3000, `the DATABASE_URL line in the log: ${d.logs()}`);
     const { ack } = await helloOk(d.url, await mint({ user: MICHELLE }), 'both-set');
     assert.equal(rpcs(ack.session_id).length, 0, 'no Data API call: the pg store wrote the row');
     assert.equal((await row(ack.session_id)).connection_status, 'connected');
   });
 
   {
-    const refusals: [string, () => Promise<string>][] = [
-      ['a legacy service_role JWT', () => mintServiceRoleKey(LEGACY_SECRET)],
-      ['an sb_secret_ key', async () => `sb_secret_${randomUUID().replace(/-/g, '')}`],
+    const SERVICE_ROLE_SENTENCE = /SUPABASE_ANON_KEY .*service_role.*a user's machine never holds the service_role key/;
+    const refusals: [string, () => Promise<string>, RegExp][] = [
+      ['a legacy service_role JWT', () => mintServiceRoleKey(LEGACY_SECRET), SERVICE_ROLE_SENTENCE],
+      ['an sb_secret_ key', async () => `sb_secret_${randomUUID().replace(/-/g, '')}`, SERVICE_ROLE_SENTENCE],
+      ['something that is no Supabase API key', async () => `not-a-key-${randomUUID()}`, /SUPABASE_ANON_KEY is not a Supabase API key/],
     ];
-    for (const [what, key] of refusals) {
+    for (const [what, key, sentence] of refusals) {
       it(`SUPABASE_ANON_KEY set to ${what} -> exit 2 with one clear sentence (the key is not echoed)`, async function () {
         const secret = await key();
         const stateDir = tempDir('svc');
@@ -582,7 +583,7 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
           assert.equal(res.stdout, '');
           const lines = res.stderr.trimEnd().split('\n');
           assert.equal(lines.length, 1, res.stderr);
-          assert.match(lines[0], /SUPABASE_ANON_KEY .*service_role.*a user's machine never holds the service_role key/);
+          assert.match(lines[0], sentence);
           assert.ok(!res.stderr.includes(secret) && !res.stderr.includes(secret.slice(-12)), 'the key is not echoed');
         } finally {
           fs.rmSync(stateDir, { recursive: true, force: true });
