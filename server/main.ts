@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret, mode: config.mode, started_at: new Date().toISOString() });
+  writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret, mode: config.mode, supabase_url: config.supabaseUrl, started_at: new Date().toISOString() });
   log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file });
   printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
 

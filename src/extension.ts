@@ -63,8 +63,9 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
       launcher: {
         serverJs: context.asAbsolutePath(path.join('dist', 'server.js')),
         nodePath: process.execPath,
-        stateDir: path.join(storage, 'daemon'),
-        logDir: path.join(storage, 'daemon', 'logs'),
+        // One daemon per project (and one for local mode): a daemon serves exactly one of them.
+        stateDir: daemonDir(storage, config),
+        logDir: path.join(daemonDir(storage, config), 'logs'),
         expectedVersion: VERSION,
         idleExitSec: config.idleExitSec,
       },
@@ -119,3 +120,8 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
 }
 
 export function deactivate(): void {}
+
+function daemonDir(storage: string, config: ExaiConfig): string {
+  const name = config.supabase ? `project-${crypto.createHash('sha256').update(config.supabase.url).digest('hex').slice(0, 12)}` : 'local';
+  return path.join(storage, 'daemon', name);
+}

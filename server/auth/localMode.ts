@@ -17,6 +17,8 @@ export interface DiscoveryInfo {
   /** The local-mode hello token; null in supabase mode (users present their own JWTs). */
   secret: string | null;
   mode: 'local' | 'supabase';
+  /** The Supabase project a supabase-mode daemon serves (public URL); null in local mode. */
+  supabase_url: string | null;
   started_at: string;
 }
 

@@ -22,6 +22,11 @@ export interface LauncherOptions {
   expectedVersion: string;
   /** The spawned daemon exits after this many seconds without a connection (0 = never). */
   idleExitSec: number;
+  /**
+   * Supabase mode: the project's URL and PUBLIC anon key, nothing else. The daemon then writes
+   * session rows through the Data API with each connection's own token. null: local mode.
+   */
+  supabase?: { url: string; anonKey: string } | null;
   log?: (msg: string) => void;
   /** Bound for the whole start (default 15 s). */
   timeoutMs?: number;
@@ -32,8 +37,8 @@ export interface LocalDaemon {
   port: number;
   pid: number;
   version: string;
-  /** The local-mode token (from daemon.json, mode 0600). */
-  secret: string;
+  /** The local-mode token (from daemon.json, mode 0600); null in supabase mode (users send their JWTs). */
+  secret: string | null;
   /** true when this call started it. */
   spawned: boolean;
 }
@@ -77,7 +82,7 @@ const HEALTH_TIMEOUT_MS = 2_000;
 const MAX_STDERR_CHARS = 64 * 1024;
 
 /** The environment of a spawned daemon: the whitelist plus its own settings, nothing else. */
-export function daemonEnv(opts: Pick<LauncherOptions, 'stateDir' | 'logDir' | 'idleExitSec'>, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function daemonEnv(opts: Pick<LauncherOptions, 'stateDir' | 'logDir' | 'idleExitSec' | 'supabase'>, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of ENV_WHITELIST) {
     const value = parent[name];
@@ -90,6 +95,7 @@ export function daemonEnv(opts: Pick<LauncherOptions, 'stateDir' | 'logDir' | 'i
     EXAI_LOG_DIR: opts.logDir,
     EXAI_IDLE_EXIT_SECONDS: String(opts.idleExitSec),
     EXAI_WS_PORT: '0',
+    ...(opts.supabase ? { MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: opts.supabase.url, SUPABASE_ANON_KEY: opts.supabase.anonKey } : {}),
   };
 }
 
@@ -194,9 +200,11 @@ export class CrashGuard {
 
 function use(info: DiscoveryInfo, version: string, opts: LauncherOptions, spawned: boolean): LocalDaemon {
   if (version !== opts.expectedVersion) throw new DaemonVersionMismatch(version, opts.expectedVersion, info.pid);
-  if (info.mode !== 'local' || typeof info.secret !== 'string') {
-    // Someone runs a supabase-mode daemon on this state directory: it has no local secret to use.
-    throw new DaemonStartFailed(`The EXAI daemon on ${opts.stateDir} (pid ${info.pid}) runs in ${info.mode} mode, not local mode. Stop it, or point exai at it as a remote daemon.`);
+  const wanted = opts.supabase ? `supabase mode for ${opts.supabase.url}` : 'local mode';
+  const running = info.mode === 'supabase' ? `supabase mode for ${info.supabase_url}` : 'local mode';
+  const usable = opts.supabase ? info.mode === 'supabase' && info.supabase_url === opts.supabase.url : info.mode === 'local' && typeof info.secret === 'string';
+  if (!usable) {
+    throw new DaemonStartFailed(`The EXAI daemon on ${opts.stateDir} (pid ${info.pid}) runs in ${running}, but this window needs ${wanted}. Restart the daemon.`);
   }
   const host = info.host.includes(':') ? `[${info.host}]` : info.host;
   return { url: `ws://${host}:${info.port}/`, port: info.port, pid: info.pid, version, secret: info.secret, spawned };
@@ -219,7 +227,7 @@ async function findRunning(stateDir: string, log: (m: string) => void): Promise<
 
 /** Spawns the daemon and resolves with its first stdout line; the child is then let go. */
 function spawnDaemon(opts: LauncherOptions, deadline: number, log: (m: string) => void): Promise<ListeningLine> {
-  const child = spawn(opts.nodePath, [opts.serverJs, '--port', '0'], {
+  const child = spawn(opts.nodePath, [opts.serverJs, '--port', '0', '--mode', opts.supabase ? 'supabase' : 'local'], {
     detached: true, // its own process group: closing the window does not take the daemon down
     stdio: ['ignore', 'pipe', 'pipe'],
     env: daemonEnv(opts),

@@ -16,7 +16,7 @@ export interface WindowConnectionDeps {
   /** null in local mode. */
   accounts: Accounts | null;
   windowUser: WindowUser | null;
-  launcher: Omit<LauncherOptions, 'log'>;
+  launcher: Omit<LauncherOptions, 'log' | 'supabase'>;
   instance: string;
   version: string;
   log: { info(m: string): void; warn(m: string): void; error(m: string): void; addSecret(v: string | null | undefined): void };
@@ -92,13 +92,6 @@ export class WindowConnection {
         this.deps.onStatus({ kind: 'signed_out' });
         return;
       }
-      if (!config.daemonUrl) {
-        this.deps.onStatus({
-          kind: 'error', who: this.account.email, actions: ['openSettings', 'showLog'],
-          message: 'Set exai.daemon.url to your team\'s daemon (wss://…). Running the bundled daemon for a Supabase project on this machine is not available yet.',
-        });
-        return;
-      }
     }
     this.connect();
   }
@@ -125,7 +118,7 @@ export class WindowConnection {
 
   async restartDaemon(): Promise<void> {
     this.stop();
-    const daemon = await restartLocalDaemon({ ...this.deps.launcher, log: (m) => this.deps.log.info(m) });
+    const daemon = await restartLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) });
     this.deps.log.info(`daemon restarted (pid ${daemon.pid})`);
     await this.start();
   }
@@ -168,12 +161,14 @@ export class WindowConnection {
       this.deps.log.addSecret(daemon.secret);
       this.daemonUrl = daemon.url;
       this.tokenInUse = daemon.secret;
-      return { url: daemon.url, token: daemon.secret };
+      return { url: daemon.url, token: daemon.secret! };
     }
     const session = await this.freshSession();
-    this.daemonUrl = config.daemonUrl!;
+    // No team daemon configured: the bundled one, in supabase mode with only the project URL and
+    // the public anon key; it acts in the database with each connection's own token.
+    this.daemonUrl = config.daemonUrl ?? (await ensureLocalDaemon({ ...this.deps.launcher, supabase: config.supabase, log: (m) => this.deps.log.info(m) })).url;
     this.tokenInUse = session.access_token;
-    return { url: config.daemonUrl!, token: session.access_token };
+    return { url: this.daemonUrl, token: session.access_token };
   }
 
   private onClientState(client: DaemonClient, state: ClientState): void {

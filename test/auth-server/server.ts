@@ -69,6 +69,11 @@ export interface AuthServerOptions {
   now?: () => number;
   /** Called with one line per request (method, path, status). */
   log?: (line: string) => void;
+  /**
+   * The project URL clients use, when a gateway in front serves /auth/v1 (and /rest/v1) at another
+   * address, as Kong does on Supabase: it becomes `url` and the tokens' `iss`. Default: this server.
+   */
+  publicUrl?: string;
 }
 
 export interface AuthServer {
@@ -149,7 +154,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://127.0.0.1:${port}`;
+  const url = options.publicUrl?.replace(/\/+$/, '') ?? `http://127.0.0.1:${port}`;
   const issuer = `${url}/auth/v1`;
 
   const ctx: AuthContext = {

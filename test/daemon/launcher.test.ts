@@ -13,6 +13,7 @@ import type { HealthBody } from '../../server/protocol';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ENV_WHITELIST, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from '../../src/daemon/launcher';
 import { helloClient } from '../helpers/client';
 import { DAEMON_JS, tempDir } from '../helpers/daemon';
+import { mintAnonKey } from '../helpers/tokens';
 import pkg from '../../package.json';
 
 const CHILD_ENV = 'EXAI_LAUNCHER_TEST_CHILD';
@@ -265,7 +266,7 @@ function launcherTests(this: Mocha.Suite) {
     const o = options();
     const first = await ensure(o);
     // A call in flight keeps the daemon draining after SIGTERM until the call ends.
-    const { client, ack } = await helloClient(first.url, first.secret);
+    const { client, ack } = await helloClient(first.url, first.secret!);
     assert.ok(ack.op === 'hello_ack' && ack.ok);
     client.send({ op: 'call_tool', request_id: 'slow', name: 'echo', arguments: { text: 'x', delay_ms: 1500 } });
     await client.next((f) => f.op === 'call_tool_ack');
@@ -330,6 +331,37 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(env.EXAI_WS_PORT, '0');
     if (process.env.PATH) assert.equal(env.PATH, process.env.PATH);
     assert.equal((await health(d.port)).body.mode, 'local');
+  });
+
+  it('spawns a supabase-mode daemon with only the project URL and the public anon key', async function () {
+    const anonKey = await mintAnonKey('a-legacy-jwt-secret-of-at-least-32-chars');
+    const secrets = { SUPABASE_SERVICE_ROLE_KEY: 'service-role-key-must-not-leak', DATABASE_URL: 'postgres://u:db-password-must-not-leak@h/db' };
+    const saved = Object.fromEntries(Object.keys(secrets).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, secrets);
+    let d: LocalDaemon;
+    const o = options({ supabase: { url: 'http://127.0.0.1:9', anonKey } });
+    try {
+      d = await ensure(o);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    assert.equal(d.secret, null, 'no local secret: users present their own tokens');
+    assert.equal((await health(d.port)).body.mode, 'supabase');
+    const env = environOf(d.pid);
+    assert.equal(env.SUPABASE_URL, 'http://127.0.0.1:9');
+    assert.equal(env.SUPABASE_ANON_KEY, anonKey);
+    assert.equal(env.MCP_ENABLE_MULTI_USER, 'true');
+    const raw = fs.readFileSync(`/proc/${d.pid}/environ`, 'utf8');
+    for (const value of Object.values(secrets)) assert.ok(!raw.includes(value));
+    const discovery = fs.readFileSync(path.join(o.stateDir, 'daemon.json'), 'utf8');
+    assert.deepEqual(JSON.parse(discovery).supabase_url, 'http://127.0.0.1:9');
+    assert.ok(!discovery.includes(anonKey) && !/eyJ/.test(discovery), 'the discovery file holds no key or token');
+    // The same state directory asked for by a window of another project (or local mode) is refused, clearly.
+    await assert.rejects(ensureLocalDaemon({ ...o, supabase: { url: 'http://127.0.0.1:10', anonKey } }), (err: Error) => err instanceof DaemonStartFailed && /runs in supabase mode for http:\/\/127\.0\.0\.1:9, but this window needs supabase mode for http:\/\/127\.0\.0\.1:10/.test(err.message));
+    await assert.rejects(ensureLocalDaemon({ ...o, supabase: null }), /needs local mode/);
   });
 
   it("throws DaemonStartFailed with the daemon's own sentence when it exits before listening", async function () {

@@ -166,7 +166,7 @@ describe('local mode (real daemon processes)', function () {
 
       const stateDir = dir('lm-stale');
       fs.writeFileSync(lockFile(stateDir), String(deadPid), { mode: 0o600 });
-      const stale: DiscoveryInfo = { pid: deadPid, host: '127.0.0.1', port: 1, version: '0.0.0', secret: 'x'.repeat(43), mode: 'local', started_at: new Date(0).toISOString() };
+      const stale: DiscoveryInfo = { pid: deadPid, host: '127.0.0.1', port: 1, version: '0.0.0', secret: 'x'.repeat(43), mode: 'local', supabase_url: null, started_at: new Date(0).toISOString() };
       fs.writeFileSync(discoveryFile(stateDir), JSON.stringify(stale), { mode: 0o600 });
 
       const d = await start({ stateDir });
