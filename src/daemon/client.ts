@@ -240,26 +240,50 @@ export class DaemonClient {
   }
 
   listTools(): Promise<ToolDescription[]> {
+    return this.request((request_id) => ({ op: 'list_tools', request_id }), 'list its tools', (frame) =>
+      frame.op === 'list_tools_res' ? { value: frame.tools } : undefined);
+  }
+
+  /** Presents a refreshed token on the open connection (answer to auth_expiring). Never rejects. */
+  async reauthenticate(token: string): Promise<ReauthOutcome> {
     const link = this.openLink();
-    if (!link) return Promise.reject(this.notConnected());
+    try {
+      const ack = await this.request((request_id): AuthFrame => ({ op: 'auth', request_id, token }), 'answer the re-authentication', (frame) =>
+        frame.op === 'auth_ack' ? { value: frame } : undefined);
+      if (!ack.ok) return { ok: false, code: ack.error.code, message: ack.error.message };
+      if (this.current.kind === 'connected' && this.link === link) this.setState({ ...this.current, expiresAt: ack.expires_at });
+      return { ok: true, expiresAt: ack.expires_at };
+    } catch (err) {
+      const e = err as DaemonRequestError;
+      return { ok: false, code: e.code, message: e.message };
+    }
+  }
+
+  /**
+   * Sends one request and settles with the reply routed to its request_id (an `error` frame for it
+   * rejects); bounded by the request timeout, and rejected if the connection goes away.
+   */
+  private request<T>(frame: (requestId: string) => ClientFrame, what: string, reply: (frame: ServerFrame) => { value: T } | undefined): Promise<T> {
+    if (!this.openLink()) return Promise.reject(this.notConnected());
     const requestId = crypto.randomUUID();
-    return new Promise<ToolDescription[]>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
-        reject(new DaemonRequestError('timeout', `The EXAI daemon did not list its tools within ${this.timing.requestMs / 1000} s.`));
+        reject(new DaemonRequestError('timeout', `The EXAI daemon did not ${what} within ${this.timing.requestMs / 1000} s.`));
       }, this.timing.requestMs);
       const done = () => {
         clearTimeout(timer);
         this.pending.delete(requestId);
       };
       this.pending.set(requestId, {
-        onFrame: (frame) => {
-          if (frame.op === 'list_tools_res') {
+        onFrame: (f) => {
+          const answer = reply(f);
+          if (answer) {
             done();
-            resolve(frame.tools);
-          } else if (frame.op === 'error') {
+            resolve(answer.value);
+          } else if (f.op === 'error') {
             done();
-            reject(new DaemonRequestError(frame.error.code, frame.error.message));
+            reject(new DaemonRequestError(f.error.code, f.error.message));
           }
         },
         fail: (err) => {
@@ -267,47 +291,7 @@ export class DaemonClient {
           reject(err);
         },
       });
-      this.send({ op: 'list_tools', request_id: requestId });
-    });
-  }
-
-  /** Presents a refreshed token on the open connection (answer to auth_expiring). Never rejects. */
-  reauthenticate(token: string): Promise<ReauthOutcome> {
-    const link = this.openLink();
-    if (!link) {
-      const err = this.notConnected();
-      return Promise.resolve({ ok: false, code: err.code, message: err.message });
-    }
-    const requestId = crypto.randomUUID();
-    return new Promise<ReauthOutcome>((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        resolve({ ok: false, code: 'timeout', message: `The EXAI daemon did not answer the re-authentication within ${this.timing.requestMs / 1000} s.` });
-      }, this.timing.requestMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.pending.delete(requestId);
-      };
-      this.pending.set(requestId, {
-        onFrame: (frame) => {
-          if (frame.op === 'auth_ack') {
-            done();
-            if (!frame.ok) return resolve({ ok: false, code: frame.error.code, message: frame.error.message });
-            if (this.current.kind === 'connected' && this.link === link) this.setState({ ...this.current, expiresAt: frame.expires_at });
-            return resolve({ ok: true, expiresAt: frame.expires_at });
-          }
-          if (frame.op === 'error') {
-            done();
-            resolve({ ok: false, code: frame.error.code, message: frame.error.message });
-          }
-        },
-        fail: (err) => {
-          done();
-          resolve({ ok: false, code: err.code, message: err.message });
-        },
-      });
-      const frame: AuthFrame = { op: 'auth', request_id: requestId, token };
-      this.send(frame);
+      this.send(frame(requestId));
     });
   }
 

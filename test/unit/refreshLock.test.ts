@@ -4,10 +4,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildSync } from 'esbuild';
+import { bundleForChildProcess } from '../helpers/childBundle';
 import { LockTimeout, withFileLock } from '../../src/auth/refreshLock';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..'); // out/test/unit -> repo
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 interface Child {
@@ -62,16 +61,7 @@ describe('withFileLock', function () {
   before(function () {
     this.timeout(30_000);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-refreshlock-'));
-    bundle = path.join(tmp, 'refreshLock.js');
-    buildSync({
-      entryPoints: [path.join(repoRoot, 'src/auth/refreshLock.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'cjs',
-      target: 'node22',
-      outfile: bundle,
-      logLevel: 'warning',
-    });
+    bundle = bundleForChildProcess('src/auth/refreshLock.ts', path.join(tmp, 'refreshLock.js'));
   });
 
   after(function () {

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildSync } from 'esbuild';
+import { bundleForChildProcess } from '../helpers/childBundle';
 import {
   SharedStore,
   decodeKeyName,
@@ -16,7 +16,6 @@ import {
 } from '../../src/auth/sharedStore';
 
 const isWindows = process.platform === 'win32';
-const repoRoot = path.resolve(__dirname, '..', '..', '..'); // out/test/unit -> repo
 
 const staticKey = (key = crypto.randomBytes(32)): KeyProvider => ({ getKey: async () => key });
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -55,16 +54,7 @@ describe('SharedStore', function () {
   before(function () {
     this.timeout(30_000);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-sharedstore-'));
-    bundle = path.join(tmp, 'sharedStore.js');
-    buildSync({
-      entryPoints: [path.join(repoRoot, 'src/auth/sharedStore.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'cjs',
-      target: 'node22',
-      outfile: bundle,
-      logLevel: 'warning',
-    });
+    bundle = bundleForChildProcess('src/auth/sharedStore.ts', path.join(tmp, 'sharedStore.js'));
   });
 
   after(function () {
