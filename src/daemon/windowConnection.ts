@@ -233,6 +233,8 @@ export class WindowConnection {
       const delay = REFRESH_RETRY_MS[Math.min(this.refreshFailures++, REFRESH_RETRY_MS.length - 1)];
       const message = err instanceof RefreshUnavailableError ? err.message : (err as Error).message;
       this.deps.log.warn(`could not refresh the session of ${this.account.email}: ${message}; retrying in ${delay / 1000} s`);
+      // Said once (notify dedupes), with the setting to check; the connection lives on meanwhile.
+      if (err instanceof RefreshUnavailableError) this.deps.notify(`${message} Your sign-in is renewed as soon as Supabase answers again.`, ['openSettings']);
       this.clearRefreshTimer();
       this.refreshTimer = setTimeout(() => void this.refreshNow(), delay);
     }

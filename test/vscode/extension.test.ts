@@ -18,7 +18,7 @@ type Window = typeof vscode.window;
 const originals = new Map<keyof Window, unknown>();
 
 /** Answers the next prompts: quick picks by label text, input boxes by value, messages by button. */
-function answer(script: { pick?: string[]; input?: string[]; button?: string[] }) {
+function answer(script: { pick?: string[]; input?: (string | (() => Promise<string>))[]; button?: string[] }) {
   const picks = [...(script.pick ?? [])];
   const inputs = [...(script.input ?? [])];
   const buttons = [...(script.button ?? [])];
@@ -35,7 +35,8 @@ function answer(script: { pick?: string[]; input?: string[]; button?: string[] }
   });
   replace('showInputBox', async (options?: vscode.InputBoxOptions) => {
     seen.push({ kind: 'input', text: options?.prompt ?? '' });
-    return inputs.shift();
+    const next = inputs.shift();
+    return typeof next === 'function' ? next() : next;
   });
   for (const name of ['showInformationMessage', 'showWarningMessage', 'showErrorMessage'] as const) {
     replace(name, async (message: string, ...rest: unknown[]) => {
@@ -95,6 +96,30 @@ describe('EXAI extension in a real VS Code extension host', function () {
     assert.equal(status().kind, 'signed_out');
   });
 
+  it('says to confirm the email first for an unconfirmed account', async function () {
+    const supabaseUrl = vscode.workspace.getConfiguration('exai').get<string>('supabase.url')!;
+    await fetch(`${supabaseUrl}/__test/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'new@example.com', password: 'new-Passw0rd', confirmed: false }) });
+    const seen = answer({ pick: ['Email and password'], input: ['new@example.com', 'new-Passw0rd'] });
+    await vscode.commands.executeCommand('exai.signIn');
+    const error = await until('an error message', () => seen.find((s) => s.kind === 'showErrorMessage'));
+    assert.match(error.text, /Confirm your email first: open the link Supabase sent to new@example\.com/);
+  });
+
+  it("says Supabase can't be reached when the project URL does not answer", async function () {
+    const config = vscode.workspace.getConfiguration('exai');
+    const previous = config.get<string>('supabase.url');
+    try {
+      await config.update('supabase.url', 'http://127.0.0.1:9', vscode.ConfigurationTarget.Global);
+      await until('the new setting', () => status().kind === 'signed_out');
+      const seen = answer({ pick: ['Email and password'], input: [JAZEEL.email, JAZEEL.password] });
+      await vscode.commands.executeCommand('exai.signIn');
+      const error = await until('an error message', () => seen.find((s) => s.kind === 'showErrorMessage'));
+      assert.match(error.text, /Can't reach Supabase at http:\/\/127\.0\.0\.1:9\. Check your network connection and the exai\.supabase\.url setting\./);
+    } finally {
+      await config.update('supabase.url', previous, vscode.ConfigurationTarget.Global);
+    }
+  });
+
   it('signs in with email and password: account in the Accounts menu, window connected as the user', async function () {
     const seen = answer({ pick: ['Email and password'], input: [JAZEEL.email, JAZEEL.password] });
     await vscode.commands.executeCommand('exai.signIn');
@@ -127,6 +152,19 @@ describe('EXAI extension in a real VS Code extension host', function () {
   it('contributes a walkthrough with the four first steps', function () {
     const walkthroughs = vscode.extensions.getExtension('exai.exai-vscode')!.packageJSON.contributes.walkthroughs;
     assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'tryTool']);
+  });
+
+  it('signs in with an emailed one-time code (the code typed into the second prompt)', async function () {
+    // The test auth server's outbox stands in for the user's mailbox.
+    const supabaseUrl = vscode.workspace.getConfiguration('exai').get<string>('supabase.url')!;
+    const mailedCode = async () => {
+      const mail = await (await fetch(`${supabaseUrl}/__test/otp?email=${encodeURIComponent(JAZEEL.email)}`)).json();
+      return (mail as { otp: string }).otp;
+    };
+    const seen = answer({ pick: ['Email one-time code'], input: [JAZEEL.email, mailedCode] });
+    await vscode.commands.executeCommand('exai.signIn');
+    await connectedAs(JAZEEL.email);
+    assert.ok(seen.some((s) => s.kind === 'input' && /Enter the code Supabase sent to jazeel@example\.com/.test(s.text)), JSON.stringify(seen));
   });
 
   it('signs a second account in; Switch User moves only this window between them', async function () {
