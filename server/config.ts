@@ -30,6 +30,20 @@ export interface DaemonConfig {
   maxInflightPerConnection: number;
   /** Local mode: exit after this many seconds with no connection (0 = never). */
   idleExitSec: number;
+  /** Serve HTTPS + WSS on the one port with these PEM files (null: plain HTTP + WS). */
+  tls: TlsSettings | null;
+  /** TLS ends at a reverse proxy: X-Forwarded-For is logged as the client address (never used for a decision). */
+  behindProxy: boolean;
+  /** On SIGTERM/SIGINT: how long calls in flight may run on before they are cancelled. */
+  drainSec: number;
+}
+
+export interface TlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** How the user named each file (`--tls-cert` or `EXAI_TLS_CERT`), for error messages. */
+  certSetting: string;
+  keySetting: string;
 }
 
 export class ConfigError extends Error {
@@ -40,19 +54,29 @@ const FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
   mode: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'behind-proxy': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
 
 export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079] [--mode local|supabase]
+  [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
-  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS`;
+  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS`;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${raw}").`);
   return value;
+}
+
+function boolean(name: string, raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1') return true;
+  throw new ConfigError(`${name} must be true or false (got "${raw}").`);
 }
 
 function httpUrl(name: string, raw: string): string {
@@ -67,7 +91,7 @@ function httpUrl(name: string, raw: string): string {
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
-  let flags: { host?: string; port?: string; mode?: string; help?: boolean };
+  let flags: { host?: string; port?: string; mode?: string; 'tls-cert'?: string; 'tls-key'?: string; 'behind-proxy'?: boolean; help?: boolean };
   try {
     flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   } catch (err) {
@@ -103,6 +127,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     throw new ConfigError(`--host ${host} is not a loopback address; local mode only listens on 127.0.0.1 or ::1.`);
   }
 
+  const tls = tlsSettings(flags, env);
+  const behindProxy = flags['behind-proxy'] === true || boolean('EXAI_BEHIND_PROXY', env.EXAI_BEHIND_PROXY);
+  // A token must never cross a network in clear text: off this machine, either the daemon speaks
+  // TLS itself or a reverse proxy in front of it does.
+  if (mode === 'supabase' && !isLoopbackHost(host) && !tls && !behindProxy) {
+    throw new ConfigError(`--host ${host} is not a loopback address, so the daemon needs TLS: give --tls-cert and --tls-key (EXAI_TLS_CERT, EXAI_TLS_KEY), or --behind-proxy (EXAI_BEHIND_PROXY=true) when a reverse proxy in front of it ends TLS.`);
+  }
+
   const stateDir = path.resolve(env.EXAI_STATE_DIR || path.join(os.homedir(), '.exai'));
   const logDir = path.resolve(env.EXAI_LOG_DIR || path.join(stateDir, 'logs'));
 
@@ -126,7 +158,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxPayloadBytes: 4 * 1024 * 1024,
     maxInflightPerConnection: 64,
     idleExitSec: integer('EXAI_IDLE_EXIT_SECONDS', env.EXAI_IDLE_EXIT_SECONDS, 0, 0, 7 * 24 * 3600),
+    tls,
+    behindProxy,
+    drainSec: integer('EXAI_DRAIN_SECONDS', env.EXAI_DRAIN_SECONDS, 10, 0, 3600),
   };
+}
+
+/** --tls-cert / --tls-key (or EXAI_TLS_CERT / EXAI_TLS_KEY): both or neither. The files are read by server/transport/tls.ts. */
+function tlsSettings(flags: { 'tls-cert'?: string; 'tls-key'?: string }, env: NodeJS.ProcessEnv): TlsSettings | null {
+  const cert = flags['tls-cert'] ?? (env.EXAI_TLS_CERT || undefined);
+  const key = flags['tls-key'] ?? (env.EXAI_TLS_KEY || undefined);
+  const certSetting = flags['tls-cert'] !== undefined ? '--tls-cert' : 'EXAI_TLS_CERT';
+  const keySetting = flags['tls-key'] !== undefined ? '--tls-key' : 'EXAI_TLS_KEY';
+  if (cert === undefined && key === undefined) return null;
+  if (cert !== undefined && !cert.trim()) throw new ConfigError(`${certSetting} must not be empty; give the path of the PEM certificate file.`);
+  if (key !== undefined && !key.trim()) throw new ConfigError(`${keySetting} must not be empty; give the path of the PEM private key file.`);
+  if (key === undefined) throw new ConfigError(`${certSetting} needs --tls-key (EXAI_TLS_KEY) too: the path of the certificate's PEM private key.`);
+  if (cert === undefined) throw new ConfigError(`${keySetting} needs --tls-cert (EXAI_TLS_CERT) too: the path of the PEM certificate (chain) it belongs to.`);
+  return { certFile: path.resolve(cert), keyFile: path.resolve(key), certSetting, keySetting };
 }
 
 

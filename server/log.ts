@@ -43,15 +43,42 @@ export interface LogSink {
   close(): Promise<void>;
 }
 
-/** Opens `<dir>/exai-daemon-<pid>.log` (mode 0600, append). */
-export function openLogFile(dir: string, pid = process.pid): LogSink {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+export interface FileLogSink extends LogSink {
+  readonly file: string;
+  /**
+   * Closes the file and opens `file` again (creating it if it was moved away): after logrotate
+   * renamed it, new lines go to a fresh file at the same path (the daemon does this on SIGHUP).
+   */
+  reopen(): void;
+}
+
+/**
+ * Opens `<dir>/exai-daemon-<pid>.log` (mode 0600). Append mode (O_APPEND): after an outside
+ * truncation (logrotate's copytruncate) the next line lands at the new end, not at the old offset.
+ */
+export function openLogFile(dir: string, pid = process.pid): FileLogSink {
   const file = path.join(dir, `exai-daemon-${pid}.log`);
-  const stream = fs.createWriteStream(file, { flags: 'a', mode: 0o600 });
-  stream.on('error', (err) => process.stderr.write(`exai-daemon: cannot write log ${file}: ${err.message}\n`));
+  const open = () => {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const s = fs.createWriteStream(file, { flags: 'a', mode: 0o600 });
+    s.on('error', (err) => process.stderr.write(`exai-daemon: cannot write log ${file}: ${err.message}\n`));
+    return s;
+  };
+  let stream = open();
   return {
     file,
     write: (line) => void stream.write(line),
+    reopen() {
+      const old = stream;
+      try {
+        stream = open();
+      } catch (err) {
+        // The directory cannot be created: keep writing to the file already open.
+        process.stderr.write(`exai-daemon: cannot reopen log ${file}: ${(err as Error).message}\n`);
+        return;
+      }
+      old.end(); // lines already written to it still reach the old (renamed) file
+    },
     close: () => new Promise<void>((resolve) => stream.end(resolve)),
   };
 }

@@ -1,5 +1,6 @@
 // The daemon's entry point: configuration -> store, verifier, tools -> listen -> one JSON line on
-// stdout. Signals drain gracefully. Local mode adds the single-instance lock and discovery file.
+// stdout. SIGTERM/SIGINT drain gracefully (a second one exits at once); SIGHUP reopens the log file
+// (and re-reads the TLS certificate). Local mode adds the single-instance lock and discovery file.
 import os from 'node:os';
 import { ConfigError, loadConfig, type DaemonConfig } from './config';
 import { SupabaseJwtVerifier, createLocalSecretVerifier } from './auth/verifier';
@@ -14,9 +15,13 @@ import type { SessionStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
 import { ToolRegistry } from './tools/registry';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
+import { loadTls, type LoadedTls } from './transport/tls';
 import { VERSION } from './version';
 
-const DRAIN_GRACE_MS = 10_000;
+/** A second SIGTERM/SIGINT during the drain: how long to wait for the rows to be marked disconnected. */
+const FORCED_EXIT_ROWS_MS = 1000;
+/** Past the drain bound, the rest of a graceful stop (rows, database pool, log) gets this long. */
+const STOP_SLACK_MS = 5000;
 
 function printLine(line: ListeningLine): void {
   process.stdout.write(JSON.stringify(line) + '\n');
@@ -31,6 +36,14 @@ async function main(): Promise<void> {
   let config: DaemonConfig;
   try {
     config = loadConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(err.message, 2);
+    throw err;
+  }
+  // Read before anything else happens, so a bad certificate or key is a plain start-up error.
+  let tls: LoadedTls | null = null;
+  try {
+    tls = config.tls ? loadTls(config.tls) : null;
   } catch (err) {
     if (err instanceof ConfigError) fatal(err.message, 2);
     throw err;
@@ -95,8 +108,12 @@ async function main(): Promise<void> {
       tools: new ToolRegistry().register(...builtinTools),
       log,
     },
-    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode },
+    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy },
   );
+  if (tls) {
+    log.info('TLS: serving HTTPS and WSS', { cert: config.tls!.certFile, subject: tls.subject, valid_to: tls.validTo.toISOString() });
+    if (tls.expired) warnExpired(log, config.tls!.certSetting, tls);
+  }
 
   let address: { host: string; port: number };
   try {
@@ -112,24 +129,74 @@ async function main(): Promise<void> {
   // Installed before the discovery file and the listening line: from then on a SIGTERM must find
   // a handler (without one, Node dies of the signal and leaves daemon.json and daemon.lock behind).
   let stopping = false;
+  let exiting = false;
+  const exit = async (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    removeDiscovery(config.stateDir);
+    releaseLock();
+    await withinMs(store.end().catch(() => {}), FORCED_EXIT_ROWS_MS);
+    await withinMs(sink.close(), FORCED_EXIT_ROWS_MS);
+    process.exit(code);
+  };
+  /** A second signal during the drain, or a drain that overran: close everything now, exit 1. */
+  const forceExit = async (why: string) => {
+    if (exiting) return;
+    log.warn('exiting without waiting for calls in flight', { why });
+    await server.closeNow(FORCED_EXIT_ROWS_MS);
+    await exit(1);
+  };
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
-    log.info('stopping', { why });
-    await server.drain(DRAIN_GRACE_MS);
-    removeDiscovery(config.stateDir);
-    releaseLock();
-    await store.end().catch(() => {});
-    await sink.close();
-    process.exit(0);
+    log.info('stopping', { why, drain_s: config.drainSec });
+    setTimeout(() => void forceExit(`the drain did not finish within ${config.drainSec} s + ${STOP_SLACK_MS / 1000} s`), config.drainSec * 1000 + STOP_SLACK_MS);
+    await server.drain(config.drainSec * 1000);
+    await exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) void forceExit(`second ${signal} during the drain`);
+    else void stop(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  // logrotate: `mv` the file, then SIGHUP; new lines go to a fresh file at the same path.
+  process.on('SIGHUP', () => {
+    sink.reopen();
+    log.info('reopened the log file (SIGHUP)', { log_file: sink.file });
+    if (config.tls) reloadCertificate(server, config, log);
+  });
   writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret, mode: config.mode, supabase_url: config.supabaseUrl, started_at: new Date().toISOString() });
-  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file });
+  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file, tls: tls !== null, behind_proxy: config.behindProxy, drain_s: config.drainSec });
   printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
 
   exitWhenUnused(server, config, log, () => void stop(`no connection for ${config.idleExitSec} s`));
+}
+
+/** SIGHUP with --tls-cert/--tls-key: a renewed certificate serves new connections; a bad one is logged and the old one kept. */
+function reloadCertificate(server: DaemonServer, config: DaemonConfig, log: Logger): void {
+  let tls: LoadedTls;
+  try {
+    tls = loadTls(config.tls!);
+  } catch (err) {
+    log.error('kept the current TLS certificate: the files could not be used', { error: (err as Error).message });
+    process.stderr.write(`exai-daemon: kept the current TLS certificate: ${(err as Error).message}\n`);
+    return;
+  }
+  server.setCertificate(tls.cert, tls.key);
+  log.info('TLS: re-read the certificate (SIGHUP)', { cert: config.tls!.certFile, subject: tls.subject, valid_to: tls.validTo.toISOString() });
+  if (tls.expired) warnExpired(log, config.tls!.certSetting, tls);
+}
+
+function warnExpired(log: Logger, setting: string, tls: LoadedTls): void {
+  const message = `the certificate in ${setting} expired on ${tls.validTo.toISOString()}; clients will refuse to connect until it is renewed.`;
+  log.warn(message);
+  process.stderr.write(`exai-daemon: warning: ${message}\n`);
+}
+
+function withinMs(p: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
 }
 
 /** A daemon the extension spawned exits on its own once nobody has used it for a while. */

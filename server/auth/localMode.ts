@@ -76,7 +76,9 @@ export function acquireInstanceLock(stateDir: string, pid = process.pid): LockOu
     const owner = readPid(lock);
     // A live owner runs the daemon, unless its pid was reused by an unrelated process (after a
     // reboot): a real owner publishes daemon.json within seconds of taking the lock.
-    if (owner !== null && isProcessAlive(owner) && (readDiscovery(stateDir)?.pid === owner || Date.now() - mtimeMs(lock) < 30_000)) {
+    // A lock naming our own pid is stale too: we have not taken it yet (a container restarted with
+    // its state on a volume runs the daemon as pid 1 again).
+    if (owner !== null && owner !== pid && isProcessAlive(owner) && (readDiscovery(stateDir)?.pid === owner || Date.now() - mtimeMs(lock) < 30_000)) {
       return { acquired: false, ownerPid: owner };
     }
     if (owner === null && Date.now() - mtimeMs(lock) < 2000) {

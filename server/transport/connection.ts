@@ -18,6 +18,10 @@ import { VERSION } from '../version';
 const EXPIRING_NOTICE_SEC = 60;
 const MAX_FRAMES_QUEUED_DURING_HELLO = 100;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The abort reason of calls cancelled because the daemon shuts down. */
+const SHUTDOWN = 'daemon shutting down';
+/** After the drain bound: how long cancelled calls get to deliver their result before the close. */
+const CANCEL_GRACE_MS = 1000;
 
 export interface ConnectionOptions {
   mode: 'local' | 'supabase';
@@ -55,6 +59,8 @@ export class Connection {
   private lastActivity = Date.now();
   private readonly inflight = new Map<string, InflightCall>();
   private readonly completed = new RecentResults<CallToolResult>();
+  /** The daemon is shutting down: no new calls. */
+  private draining = false;
   private readonly queuedDuringHello: string[] = [];
   private readonly timers = new Map<'hello' | 'expiring' | 'expiry' | 'idle' | 'heartbeat', NodeJS.Timeout>();
   /** Resolves once the session row has its final status (or the attempt to write it gave up). */
@@ -82,15 +88,22 @@ export class Connection {
     return this.inflight.size;
   }
 
-  /** Tells the client the daemon is going away; calls in flight continue. */
+  /** Tells the client the daemon is going away; calls in flight continue, new calls are refused. */
   notifyShutdown(message: string): void {
+    this.draining = true;
     this.send({ op: 'shutdown', message });
   }
 
-  /** Waits (bounded) for in-flight calls, then closes with `goingAway`. */
+  /**
+   * Waits (until `deadline`) for in-flight calls; cancels the ones still running, so their clients
+   * get `shutting_down` results before the close; then closes with `goingAway`.
+   */
   async drain(deadline: number): Promise<void> {
-    const pending = [...this.inflight.values()].map((c) => c.result);
-    await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    this.draining = true;
+    await settledWithin([...this.inflight.values()].map((c) => c.result), deadline - Date.now());
+    const late = [...this.inflight.values()];
+    for (const call of late) call.controller.abort(SHUTDOWN);
+    if (late.length > 0) await settledWithin(late.map((c) => c.result), CANCEL_GRACE_MS);
     this.close(CloseCode.goingAway, 'daemon shutting down', 'disconnected');
     await this.finished;
   }
@@ -288,6 +301,10 @@ export class Connection {
       this.send({ op: 'call_tool_ack', request_id: id, name: frame.name });
       return void running.result.then((res) => this.send(res));
     }
+    if (this.draining) {
+      return this.send({ op: 'call_tool_res', request_id: id, ok: false,
+        error: { code: ErrorCode.shuttingDown, message: 'The daemon is shutting down and takes no new calls; run this again once EXAI has reconnected.' } });
+    }
     if (this.inflight.size >= this.deps.options.maxInflight) {
       return this.send({ op: 'call_tool_res', request_id: id, ok: false,
         error: { code: ErrorCode.overCapacity, message: `Too many calls in flight on this connection (limit ${this.deps.options.maxInflight}); wait for some to finish.` } });
@@ -306,7 +323,11 @@ export class Connection {
         signal: controller.signal,
         progress: (message) => { if (!controller.signal.aborted) this.send({ op: 'progress', request_id: id, message }); },
       })
-      .then((outcome): CallToolResult => ({ op: 'call_tool_res', request_id: id, ...outcome }));
+      .then((outcome): CallToolResult =>
+        !outcome.ok && controller.signal.reason === SHUTDOWN
+          ? { op: 'call_tool_res', request_id: id, ok: false,
+              error: { code: ErrorCode.shuttingDown, message: `The daemon is shutting down and cancelled this ${frame.name} call, which was still running; run it again once EXAI has reconnected.` } }
+          : { op: 'call_tool_res', request_id: id, ...outcome });
     this.inflight.set(id, { controller, result });
     void result.then((res) => {
       this.inflight.delete(id);
@@ -387,6 +408,14 @@ export class Connection {
     if (timer) clearTimeout(timer);
     this.timers.delete(name);
   }
+}
+
+/** Resolves when every promise has settled or after `ms`, whichever is first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise((r) => (timer = setTimeout(r, Math.max(0, ms))))]);
+  clearTimeout(timer);
 }
 
 function isObject(value: unknown): value is Record<string, any> {

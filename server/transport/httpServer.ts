@@ -1,27 +1,47 @@
-// One port serves both: GET /health (counts only) and the WebSocket endpoint at `/`.
+// One port serves both: GET /health (counts only) and the WebSocket endpoint at `/` — over plain
+// HTTP + WS, or over HTTPS + WSS when the daemon has its own certificate (--tls-cert/--tls-key).
 // Browser pages are refused at the upgrade (any Origin header -> 403): a web page must never be
 // able to drive a daemon that holds a user's identity. Model: ws's lib/websocket-server.js.
 import http from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { HealthBody } from '../protocol';
+import { CloseCode, type HealthBody } from '../protocol';
 import { VERSION } from '../version';
 import { Connection, type ConnectionDeps } from './connection';
 
 const PING_INTERVAL_MS = 30_000;
+/** X-Forwarded-For is client-controlled text: only this much of its first hop reaches the log. */
+const MAX_FORWARDED_LENGTH = 100;
 
 export interface DaemonServer {
-  readonly http: http.Server;
+  readonly http: http.Server | https.Server;
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
   /** Live (authenticated) connections. */
   connections(): Connection[];
-  /** Stops accepting, tells clients, lets calls finish within `graceMs`, closes every connection. */
+  /**
+   * Stops accepting (upgrades and /health answer 503), tells clients, lets calls finish within
+   * `graceMs`, cancels the rest, closes every connection with 1001 and waits for the rows.
+   */
   drain(graceMs: number): Promise<void>;
+  /** Closes every connection with 1001 now (calls are cancelled) and waits at most `boundMs` for the rows. */
+  closeNow(boundMs: number): Promise<void>;
+  /** TLS only: serves this certificate and key to new connections from now on. */
+  setCertificate(cert: Buffer, key: Buffer): void;
   /** Called whenever the number of open connections changes. */
   onConnectionCountChange(listener: (count: number) => void): void;
 }
 
-export function createDaemonServer(deps: ConnectionDeps, opts: { maxPayloadBytes: number; mode: 'local' | 'supabase' }): DaemonServer {
+export interface DaemonServerOptions {
+  maxPayloadBytes: number;
+  mode: 'local' | 'supabase';
+  /** PEM certificate (chain) and key: serve HTTPS + WSS. Absent: plain HTTP + WS. */
+  tls?: { cert: Buffer; key: Buffer } | null;
+  /** A reverse proxy ends TLS: log the first X-Forwarded-For hop as the client address (logs only). */
+  behindProxy?: boolean;
+}
+
+export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptions): DaemonServer {
   const startedAt = Date.now();
   const all = new Set<Connection>(); // every socket, including ones still in hello
   const open = new Set<Connection>();
@@ -37,11 +57,12 @@ export function createDaemonServer(deps: ConnectionDeps, opts: { maxPayloadBytes
     users: new Set([...open].map((c) => c.identity?.userId)).size,
   });
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') return json(res, draining ? 503 : 200, health());
     json(res, 404, { error: 'not_found', message: 'This is the EXAI daemon: GET /health, or a WebSocket at /.' });
-  });
+  };
+  const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(onRequest);
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false });
 
@@ -50,14 +71,30 @@ export function createDaemonServer(deps: ConnectionDeps, opts: { maxPayloadBytes
     if ((req.url ?? '/').split('?')[0] !== '/') return reject(socket, 404, 'The WebSocket endpoint is /.');
     if (draining) return reject(socket, 503, 'The daemon is shutting down.');
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? null;
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, bearer));
+    const address = peer(req);
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, bearer, address));
   });
 
-  function accept(ws: WebSocket, bearer: string | null): void {
-    const connection = new Connection(ws, deps, bearer,
+  /**
+   * Who is on the other end, for the log only — never for a decision. Behind a proxy the socket's
+   * address is the proxy's, and the first X-Forwarded-For hop is what the proxy says the client is;
+   * otherwise X-Forwarded-For is ignored (anyone can send one).
+   */
+  function peer(req: http.IncomingMessage): Record<string, string> {
+    const socketAddress = req.socket.remoteAddress ?? 'unknown';
+    if (!opts.behindProxy) return { client_address: socketAddress };
+    const forwarded = req.headers['x-forwarded-for'];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0].trim().slice(0, MAX_FORWARDED_LENGTH);
+    return first ? { client_address: first, proxy_address: socketAddress } : { client_address: socketAddress };
+  }
+
+  function accept(ws: WebSocket, bearer: string | null, address: Record<string, string>): void {
+    // Every line this connection logs carries its client address.
+    const connection = new Connection(ws, { ...deps, log: deps.log.child(address) }, bearer,
       (c) => { open.add(c); changed(); },
       (c) => { all.delete(c); if (open.delete(c)) changed(); });
     all.add(connection);
+    deps.log.info('websocket opened', { session: connection.sessionId, ...address });
     keepAlive(ws);
   }
 
@@ -87,6 +124,23 @@ export function createDaemonServer(deps: ConnectionDeps, opts: { maxPayloadBytes
       await Promise.all([...all].map((c) => c.drain(deadline)));
       server.close();
       server.closeAllConnections();
+    },
+    async closeNow(boundMs) {
+      draining = true;
+      const closing = [...all];
+      for (const c of closing) c.close(CloseCode.goingAway, 'daemon shutting down', 'disconnected');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(closing.map((c) => c.finished)),
+        new Promise((r) => (timer = setTimeout(r, boundMs))),
+      ]);
+      clearTimeout(timer);
+      server.close();
+      server.closeAllConnections();
+    },
+    setCertificate(cert, key) {
+      if (!(server instanceof https.Server)) throw new Error('this daemon serves plain HTTP; it has no certificate to replace');
+      server.setSecureContext({ cert, key });
     },
   };
 }

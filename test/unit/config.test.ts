@@ -106,7 +106,7 @@ describe('loadConfig', function () {
   });
 
   it('allows a non-loopback host in supabase mode only', function () {
-    assert.equal(loadConfig(['--host', '0.0.0.0'], SUPABASE_ENV).host, '0.0.0.0');
+    assert.equal(loadConfig(['--host', '0.0.0.0', '--behind-proxy'], SUPABASE_ENV).host, '0.0.0.0'); // TLS rules: test/daemon/hosting.test.ts
     assert.match(configError(['--host', '0.0.0.0'], {}), /--host 0\.0\.0\.0 is not a loopback address/);
   });
 
