@@ -8,6 +8,11 @@
 # This part is the set-up that needs a shell, each step skipped when already done, so a second run
 # is ready in seconds: Node 22, npm packages, code-server (+ Chromium), PostgreSQL, then the build
 # and the .vsix. Then it hands over to scripts/start/main.ts, which starts, prints and stops.
+#
+# package.json runs this as `exec bash scripts/start.sh`, and this file ends in `exec node`: npm's
+# child is then the node program itself. With a `sh -c` in between, Ctrl-C kills that shell (npm
+# then exits 130 although everything stopped cleanly) and `kill <npm pid>` (SIGTERM, which npm
+# forwards to its child) kills only the shell and orphans the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export EXAI_ROOT=$PWD
@@ -18,6 +23,7 @@ for arg in "$@"; do
   case $arg in
     --multi-user) MODE=multi-user ;;
     --check) ARGS+=(--check) ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "[start] unknown option $arg (usage: npm start -- [--check]; npm run start:multi-user -- [--check])" >&2; exit 2 ;;
   esac
 done
@@ -33,15 +39,11 @@ step() {
   say "  done in $((SECONDS - started)) s"
 }
 
-# A real project (SUPABASE_URL + SUPABASE_ANON_KEY) has no daemon of ours; say so before any set-up.
+# A real project needs both its URL and its anon key; say so before any set-up.
 check_real_project() {
   [ "$MODE" = multi-user ] || return 0
   if [[ -n ${SUPABASE_URL:-} && -z ${SUPABASE_ANON_KEY:-} || -z ${SUPABASE_URL:-} && -n ${SUPABASE_ANON_KEY:-} ]]; then
     echo "[start] set both SUPABASE_URL and SUPABASE_ANON_KEY to use a real Supabase project, or neither to use the built-in test server." >&2
-    exit 2
-  fi
-  if [[ -n ${SUPABASE_URL:-} && -z ${EXAI_DAEMON_URL:-} && -z ${DATABASE_URL:-} ]]; then
-    echo "[start] a daemon for a real Supabase project needs DATABASE_URL (the project's Postgres, migrations applied; then this script starts the daemon) or EXAI_DAEMON_URL (a daemon that already runs): set one of them." >&2
     exit 2
   fi
 }

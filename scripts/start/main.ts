@@ -9,10 +9,13 @@
 //   local       nothing else: the extension itself spawns the bundled daemon in local mode.
 //   multi-user  the GoTrue-compatible test server (two seeded users), a fresh `exai_start` database
 //               on the local PostgreSQL 15, and the daemon in supabase mode; or, with SUPABASE_URL +
-//               SUPABASE_ANON_KEY set, the real project with the daemon at EXAI_DAEMON_URL (or one
-//               started here on DATABASE_URL).
+//               SUPABASE_ANON_KEY set, the real project with the daemon at EXAI_DAEMON_URL, or one
+//               started here on DATABASE_URL, or else the one the extension spawns (Data API).
 //   --check     opens the URL in Chromium, waits for the status bar to show the connection, saves
 //               the screenshot the extension README shows, stops everything, exits 0 (1 on failure).
+// EXAI_START_DIR (default .cache/start) holds the run directories (<dir>/local, <dir>/multi-user) and
+// EXAI_START_DB (default exai_start) names the database: test/e2e/start.test.ts sets both, so that
+// its runs never touch yours.
 //
 // The bundle sits three directories below the repository root, as the test bundles do, because the
 // test helpers it reuses (code-server + Playwright driver, migrations) find the root that way.
@@ -53,9 +56,14 @@ const VERSION: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json
 const VSIX = path.join(ROOT, `exai-vscode-${VERSION}.vsix`);
 const AUTH_SERVER_JS = path.join(__dirname, 'auth-server.js'); // bundled next to this file by start.sh
 const DAEMON_JS = path.join(ROOT, 'dist', 'server.js');
-const SCREENSHOTS = { local: path.join(ROOT, 'media', 'status-bar-connected.png'), multiUser: path.join(ROOT, 'media', 'status-bar-jazeel.png') };
+// --check refreshes the README's screenshots in media/; tests send them elsewhere (EXAI_SCREENSHOT_DIR)
+// so a test run leaves the working tree clean.
+const SCREENSHOT_DIR = process.env.EXAI_SCREENSHOT_DIR || path.join(ROOT, 'media');
+const SCREENSHOTS = { local: path.join(SCREENSHOT_DIR, 'status-bar-connected.png'), multiUser: path.join(SCREENSHOT_DIR, 'status-bar-jazeel.png') };
 
 const say = (msg: string) => process.stdout.write(`[start] ${msg}\n`);
+/** A path as the user best reads it: relative inside the repository, absolute outside. */
+const shown = (p: string) => (p.startsWith(`${ROOT}/`) ? path.relative(ROOT, p) : p);
 
 /** Thrown by a start-up step that finds the run already stopping (Ctrl-C during set-up). */
 class Stopping extends Error {}
@@ -89,6 +97,7 @@ let shuttingDown: Promise<never> | null = null;
 function shutdown(code: number, why?: string): Promise<never> {
   shuttingDown ??= (async () => {
     stopping = true;
+    const started = Date.now();
     if (why) say(why);
     await browser?.close().catch(() => {});
     // Newest first: code-server (and its extension hosts, which disconnect from the daemon), then
@@ -107,16 +116,23 @@ function shutdown(code: number, why?: string): Promise<never> {
       }
     }
     if (pidFile) fs.rmSync(pidFile, { force: true });
+    if (children.length > 0) say(`stopped ${[...children].reverse().map((c) => c.name).join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     process.exit(code);
   })();
   return shuttingDown;
 }
 
+/** Every way this process can end goes through shutdown(), so nothing it started outlives it. */
 function onSignals(): void {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     // A second Ctrl-C while stopping is ignored: leaving now would leave processes behind.
     process.on(sig, () => void shutdown(0, `${sig}: stopping everything this run started ...`));
   }
+  // After SIGHUP (the terminal closed) writing to it fails with EIO; that must not end the clean-up.
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
+  process.on('uncaughtException', (err) => void shutdown(1, `unexpected error: ${err.stack ?? err}`));
+  process.on('unhandledRejection', (err) => void shutdown(1, `unexpected error: ${(err as Error)?.stack ?? err}`));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,15 +279,20 @@ async function startSupabaseDaemon(dir: string, supabaseUrl: string, databaseUrl
 async function startMultiUserBackend(dir: string): Promise<Backend> {
   const { SUPABASE_URL, SUPABASE_ANON_KEY, EXAI_DAEMON_URL, DATABASE_URL } = process.env;
   if (SUPABASE_URL && SUPABASE_ANON_KEY) {
-    // start.sh has already refused a real project without a daemon; this is for direct runs.
-    if (!EXAI_DAEMON_URL && !DATABASE_URL) throw new Error('a daemon for a real Supabase project needs DATABASE_URL or EXAI_DAEMON_URL: set one of them.');
     const project = { 'exai.supabase.url': SUPABASE_URL, 'exai.supabase.anonKey': SUPABASE_ANON_KEY };
     if (EXAI_DAEMON_URL) {
       say(`using the real Supabase project ${SUPABASE_URL} and the daemon at ${EXAI_DAEMON_URL}`);
       return { settings: { ...project, 'exai.daemon.url': EXAI_DAEMON_URL }, checkUser: null };
     }
-    say(`using the real Supabase project ${SUPABASE_URL}; starting the daemon in supabase mode on DATABASE_URL ...`);
-    return { settings: { ...project, 'exai.daemon.url': await startSupabaseDaemon(dir, SUPABASE_URL, DATABASE_URL!) }, checkUser: null };
+    if (DATABASE_URL) {
+      say(`using the real Supabase project ${SUPABASE_URL}; starting the daemon in supabase mode on DATABASE_URL ...`);
+      return { settings: { ...project, 'exai.daemon.url': await startSupabaseDaemon(dir, SUPABASE_URL, DATABASE_URL) }, checkUser: null };
+    }
+    // No daemon setting: the extension spawns the bundled daemon itself, which reaches the project
+    // through its Data API with the signed-in user's own token (no database password needed).
+    say(`using the real Supabase project ${SUPABASE_URL}; the extension starts the daemon itself, through the project's Data API`);
+    say('  (the migrations in supabase/migrations must be applied to the project: supabase db push)');
+    return { settings: project, checkUser: null };
   }
   say('starting the GoTrue-compatible test server ...');
   const auth = await startAuthServer(dir);
@@ -382,28 +403,24 @@ async function check(profile: Profile, url: string, backend: Backend | null): Pr
     say('--check: opening the URL in Chromium ...');
     await page.goto(url);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
-    let expected: string;
     let shot: string;
     if (!backend) {
-      expected = 'EXAI connected as …';
       await statusWith(page, 'EXAI connected as', false).waitFor({ timeout: 60_000 });
       shot = SCREENSHOTS.local;
     } else if (backend.checkUser) {
-      expected = `EXAI connected as ${backend.checkUser.email}`;
       await statusWith(page, 'EXAI signed out', false).waitFor({ timeout: 60_000 });
       say(`--check: signing in as ${backend.checkUser.email} ...`);
       await signInWithPassword(page, backend.checkUser.email, backend.checkUser.password);
-      await statusWith(page, expected, true).waitFor({ timeout: 60_000 });
+      await statusWith(page, `EXAI connected as ${backend.checkUser.email}`, true).waitFor({ timeout: 60_000 });
       shot = SCREENSHOTS.multiUser;
     } else {
       // A real project: its users' passwords are not ours; the extension showing its state is the check.
-      expected = 'EXAI …';
       await statusWith(page, 'EXAI', false).waitFor({ timeout: 60_000 });
       shot = path.join(profile.runDir, 'check.png');
     }
     await screenshotStatusItem(page, shot);
     const label = await statusWith(page, 'EXAI', false).getAttribute('aria-label');
-    say(`--check passed: the status bar shows "${label}"; screenshot ${path.relative(ROOT, shot)}`);
+    say(`--check passed: the status bar shows "${label}"; screenshot ${shown(shot)}`);
   } catch (err) {
     const shot = path.join(profile.runDir, 'check-failure.png');
     await page.screenshot({ path: shot }).catch(() => {});
