@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/node22.sh
 node esbuild.js --production
-npx vsce package --no-dependencies --allow-missing-repository --readme-path docs/extension-README.md -o "exai-vscode-$(node -p 'require("./package.json").version').vsix"
+npx vsce package --no-dependencies --allow-missing-repository --readme-path docs/extension-README.md --no-rewrite-relative-links -o "exai-vscode-$(node -p 'require("./package.json").version').vsix"

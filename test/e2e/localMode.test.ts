@@ -37,7 +37,7 @@ describe('local mode in a real VS Code (code-server + Chromium)', function () {
     await page.screenshot({ path: path.join(OUT, 'local-mode-connected.png') });
 
     // The daemon the extension spawned: one, alive, in the extension's global storage.
-    const stateDir = path.join(server.userDataDir, 'User', 'globalStorage', 'exai.exai-vscode', 'daemon');
+    const stateDir = path.join(server.userDataDir, 'User', 'globalStorage', 'exai.exai-vscode', 'daemon', 'local');
     const info = readDiscovery(stateDir);
     assert.ok(info, `discovery file in ${stateDir}`);
     assert.ok(isProcessAlive(info!.pid));
