@@ -36,7 +36,32 @@ export interface DaemonConfig {
   behindProxy: boolean;
   /** On SIGTERM/SIGINT: how long calls in flight may run on before they are cancelled. */
   drainSec: number;
+  /** The chat tool's OpenAI-compatible model providers. */
+  providers: ProviderSettings;
 }
+
+/** One OpenAI-compatible endpoint the chat tool may call. */
+export interface ProviderEndpoint {
+  /** `custom`: EXAI_PROVIDER_BASE_URL; `kimi` (Moonshot) and `glm` (Z.ai / ZhipuAI): the original daemon's two. */
+  name: 'custom' | 'kimi' | 'glm';
+  baseUrl: string;
+  /** Null only for a custom endpoint that needs none (e.g. a local server). Never log it. */
+  apiKey: string | null;
+  /** The variables that configure it, for error messages. */
+  keyEnv: string;
+  urlEnv: string;
+}
+
+export interface ProviderSettings {
+  endpoints: ProviderEndpoint[];
+  /** The model when a chat call names none (EXAI_DEFAULT_MODEL). */
+  defaultModel: string | null;
+  /** Bound on one upstream call, connect to last streamed chunk (EXAI_PROVIDER_TIMEOUT_SECONDS). */
+  timeoutSec: number;
+}
+
+export const KIMI_DEFAULT_URL = 'https://api.moonshot.ai/v1';
+export const GLM_DEFAULT_URL = 'https://api.z.ai/api/paas/v4';
 
 export interface TlsSettings {
   certFile: string;
@@ -64,7 +89,9 @@ export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079
   [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
-  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS`;
+  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
+  EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
+  KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL`;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return fallback;
@@ -161,6 +188,40 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     tls,
     behindProxy,
     drainSec: integer('EXAI_DRAIN_SECONDS', env.EXAI_DRAIN_SECONDS, 10, 0, 3600),
+    providers: providerSettings(env),
+  };
+}
+
+/** The chat tool's providers. Keys are trimmed; a key without its endpoint, or a bad URL, is a ConfigError. */
+export function providerSettings(env: NodeJS.ProcessEnv): ProviderSettings {
+  const endpoints: ProviderEndpoint[] = [];
+  const endpointUrl = (name: string, raw: string) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new ConfigError(`${name} is not a valid URL (expected the OpenAI-compatible base URL, e.g. https://api.example.com/v1).`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`${name} must start with https:// (or http:// for a local server).`);
+    return raw.trim().replace(/\/+$/, '');
+  };
+  const customUrl = env.EXAI_PROVIDER_BASE_URL?.trim();
+  const customKey = env.EXAI_PROVIDER_API_KEY?.trim() || null;
+  if (customUrl) {
+    endpoints.push({ name: 'custom', baseUrl: endpointUrl('EXAI_PROVIDER_BASE_URL', customUrl), apiKey: customKey, keyEnv: 'EXAI_PROVIDER_API_KEY', urlEnv: 'EXAI_PROVIDER_BASE_URL' });
+  } else if (customKey) {
+    throw new ConfigError('EXAI_PROVIDER_API_KEY is set but EXAI_PROVIDER_BASE_URL is not; set it to the OpenAI-compatible endpoint the key belongs to (e.g. https://api.openai.com/v1).');
+  }
+  const kimiKey = env.KIMI_API_KEY?.trim();
+  if (kimiKey) endpoints.push({ name: 'kimi', baseUrl: endpointUrl('KIMI_API_URL', env.KIMI_API_URL?.trim() || KIMI_DEFAULT_URL), apiKey: kimiKey, keyEnv: 'KIMI_API_KEY', urlEnv: 'KIMI_API_URL' });
+  const glmKey = env.GLM_API_KEY?.trim();
+  if (glmKey) endpoints.push({ name: 'glm', baseUrl: endpointUrl('GLM_API_URL', env.GLM_API_URL?.trim() || GLM_DEFAULT_URL), apiKey: glmKey, keyEnv: 'GLM_API_KEY', urlEnv: 'GLM_API_URL' });
+  const defaultModel = env.EXAI_DEFAULT_MODEL?.trim() || null;
+  if (defaultModel !== null && defaultModel.length > 128) throw new ConfigError('EXAI_DEFAULT_MODEL is longer than 128 characters; give a model name such as glm-4.5-flash.');
+  return {
+    endpoints,
+    defaultModel,
+    timeoutSec: integer('EXAI_PROVIDER_TIMEOUT_SECONDS', env.EXAI_PROVIDER_TIMEOUT_SECONDS, 120, 1, 3600),
   };
 }
 

@@ -11,8 +11,11 @@ import type { ListeningLine } from './protocol';
 import { MemorySessionStore } from './sessions/memoryStore';
 import { DataApiSessionStore } from './sessions/dataApiStore';
 import { PgSessionStore } from './sessions/pgStore';
-import type { SessionStore } from './sessions/store';
+import type { SessionStore, ThreadStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
+import { createChatTool } from './tools/chat';
+import { Providers } from './tools/providers';
+import { createThreadsTool } from './tools/threads';
 import { ToolRegistry } from './tools/registry';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { loadTls, type LoadedTls } from './transport/tls';
@@ -73,10 +76,14 @@ async function main(): Promise<void> {
   redactor.addSecret(secret);
   redactor.addSecret(config.jwtSecret);
   if (config.databaseUrl) redactor.addSecret(safePassword(config.databaseUrl));
+  for (const endpoint of config.providers.endpoints) redactor.addSecret(endpoint.apiKey);
   const sink = openLogFile(config.logDir);
   const log = createLogger(sink, redactor, { daemon_pid: process.pid });
 
   const store = createStore(config, log);
+  const providers = new Providers(config.providers);
+  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec });
+  else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
     : new SupabaseJwtVerifier({ supabaseUrl: config.supabaseUrl!, jwtSecret: config.jwtSecret ?? undefined });
@@ -105,7 +112,7 @@ async function main(): Promise<void> {
       },
       verifier,
       store,
-      tools: new ToolRegistry().register(...builtinTools),
+      tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
       log,
     },
     { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy },
@@ -213,7 +220,7 @@ function exitWhenUnused(server: DaemonServer, config: DaemonConfig, log: Logger,
 }
 
 /** local: in memory; DATABASE_URL: direct Postgres; otherwise the Supabase Data API with each user's own JWT. */
-function createStore(config: DaemonConfig, log: Logger): SessionStore {
+function createStore(config: DaemonConfig, log: Logger): SessionStore & ThreadStore {
   switch (config.sessionStore) {
     case 'memory':
       return new MemorySessionStore();

@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import type { BrowserContext, Page } from 'playwright-core';
-import { BASE_SETTINGS, CODE_SERVER, freePort, labEnv, launchBrowser, ROOT, runCommand } from '../../test/helpers/codeServer';
+import { answerPasswordSignIn, BASE_SETTINGS, CODE_SERVER, freePort, labEnv, launchBrowser, ROOT, runCommand } from '../../test/helpers/codeServer';
 import { ADMIN_URL, migrationFiles } from '../../test/helpers/pg';
 import { JAZEEL, MICHELLE, type TestUser } from '../../test/helpers/tokens';
 import { isAlive, processesOf, sleep, stopGroup, stopPids } from './processes';
@@ -362,19 +362,10 @@ const windowUrl = (base: string, folder: string) => `${base}/?folder=${encodeURI
 const statusWith = (page: Page, label: string, exact: boolean) =>
   page.locator(`#workbench\\.parts\\.statusbar .statusbar-item[aria-label${exact ? '' : '^'}="${label}"]`).first();
 
-/** F1 → "EXAI: Sign In" → "Email and password" → email → password, as test/e2e/multiUser.test.ts does. */
+/** F1 → "EXAI: Sign In" → "Email and password" → email → password. */
 async function signInWithPassword(page: Page, email: string, password: string): Promise<void> {
   await runCommand(page, 'EXAI: Sign In');
-  const qi = page.locator('.quick-input-widget');
-  await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Email and password' }).first().waitFor();
-  await page.keyboard.type('Email and password');
-  await page.keyboard.press('Enter');
-  await qi.locator('.quick-input-message, .quick-input-title', { hasText: /Sign In|Email/ }).first().waitFor();
-  await page.keyboard.type(email);
-  await page.keyboard.press('Enter');
-  await qi.locator('input[type="password"]').waitFor({ state: 'visible' });
-  await page.keyboard.type(password);
-  await page.keyboard.press('Enter');
+  await answerPasswordSignIn(page, email, password);
 }
 
 /**

@@ -8,6 +8,7 @@
 // the daemon the extension spawns (which gets a whitelisted environment only). The environment,
 // not the command line: a `tail -f <run dir>/code-server.log` in another terminal is not ours.
 // Linux only (/proc), like the rest of the set-up.
+import { isProcessRunning } from '../../server/auth/localMode';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -47,19 +48,8 @@ export function processesOf(runDir: string): RunProcess[] {
   return found;
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A zombie (exited, not yet reaped by its parent) still answers kill 0; it holds nothing.
-  try {
-    return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+/** Alive and not a zombie. */
+export const isAlive = isProcessRunning;
 
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {

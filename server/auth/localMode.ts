@@ -40,6 +40,17 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
+/** Alive and not a zombie (an exited child nobody has reaped yet still answers kill(pid, 0)). */
+export function isProcessRunning(pid: number): boolean {
+  if (!isProcessAlive(pid)) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc (macOS, Windows): trust kill(pid, 0)
+  }
+}
+
 function readPid(file: string): number | null {
   try {
     const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);

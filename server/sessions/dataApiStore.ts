@@ -11,11 +11,17 @@
 import type { Identity } from '../auth/identity';
 import {
   StoreUnavailable,
+  ThreadNotFound,
+  isUuid,
   type ClaimResult,
   type SessionMetadata,
   type SessionRow,
   type SessionStore,
   type StoredStatus,
+  type ThreadMessage,
+  type ThreadRole,
+  type ThreadStore,
+  type ThreadSummary,
 } from './store';
 
 export interface DataApiSessionStoreOptions {
@@ -41,7 +47,7 @@ interface PostgrestError {
   hint?: unknown;
 }
 
-export class DataApiSessionStore implements SessionStore {
+export class DataApiSessionStore implements SessionStore, ThreadStore {
   private readonly restUrl: string;
   private readonly host: string;
   private readonly timeoutMs: number;
@@ -108,12 +114,57 @@ export class DataApiSessionStore implements SessionStore {
     });
   }
 
+  // ---------------------------------------------------------------- threads (mcp_thread_* functions)
+
+  async createThread(caller: Identity, title: string | null): Promise<string> {
+    const body = await this.rpc(caller, 'mcp_thread_create', { p_title: title });
+    if (typeof body !== 'string' || !isUuid(body)) throw this.unexpected('mcp_thread_create');
+    return body;
+  }
+
+  async appendMessage(caller: Identity, threadId: string, role: ThreadRole, content: string): Promise<number> {
+    if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
+    const body = await this.rpc(caller, 'mcp_thread_append', { p_thread_id: threadId, p_role: role, p_content: content }, threadId);
+    if (typeof body !== 'number') throw this.unexpected('mcp_thread_append');
+    return body;
+  }
+
+  async threadMessages(caller: Identity, threadId: string, limit: number): Promise<ThreadMessage[]> {
+    if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
+    const body = await this.rpc(caller, 'mcp_thread_messages', { p_thread_id: threadId, p_limit: limit }, threadId);
+    if (!Array.isArray(body)) throw this.unexpected('mcp_thread_messages');
+    return body.map((r) => {
+      if (!isObject(r) || typeof r.id !== 'number' || typeof r.content !== 'string' || !['system', 'user', 'assistant'].includes(r.role)) {
+        throw this.unexpected('mcp_thread_messages');
+      }
+      return { id: r.id, role: r.role as ThreadRole, content: r.content, created_at: isoTime(r.created_at, () => this.unexpected('mcp_thread_messages')) };
+    });
+  }
+
+  async listThreads(caller: Identity): Promise<ThreadSummary[]> {
+    const body = await this.rpc(caller, 'mcp_thread_list', {});
+    if (!Array.isArray(body)) throw this.unexpected('mcp_thread_list');
+    return body.map((r) => {
+      if (!isObject(r) || typeof r.id !== 'string') throw this.unexpected('mcp_thread_list');
+      return {
+        id: r.id,
+        title: typeof r.title === 'string' ? r.title : null,
+        created_at: isoTime(r.created_at, () => this.unexpected('mcp_thread_list')),
+        updated_at: isoTime(r.updated_at, () => this.unexpected('mcp_thread_list')),
+        message_count: typeof r.message_count === 'number' ? r.message_count : 0,
+      };
+    });
+  }
+
   async end(): Promise<void> {
     // Nothing to release: each call is one HTTP request (fetch's keep-alive sockets are unref'd).
   }
 
-  /** One PostgREST RPC as the caller. Resolves with the parsed JSON body. */
-  private async rpc(caller: Identity, fn: string, args: Record<string, unknown>): Promise<unknown> {
+  /**
+   * One PostgREST RPC as the caller. Resolves with the parsed JSON body. With `threadId`, the
+   * functions' 'thread not found' (SQLSTATE P0002, whatever HTTP status carries it) is ThreadNotFound.
+   */
+  private async rpc(caller: Identity, fn: string, args: Record<string, unknown>, threadId?: string): Promise<unknown> {
     let res: Response;
     let text: string;
     try {
@@ -143,6 +194,7 @@ export class DataApiSessionStore implements SessionStore {
       if (body === undefined) throw this.unexpected(fn);
       return body;
     }
+    if (threadId !== undefined && isObject(body) && body.code === 'P0002') throw new ThreadNotFound(threadId);
     throw this.httpError(fn, res.status, isObject(body) ? (body as PostgrestError) : {});
   }
 
@@ -157,7 +209,8 @@ export class DataApiSessionStore implements SessionStore {
     // SQLSTATE 42501 insufficient_privilege: PostgREST answers 403 for a signed-in role, 401 for anon.
     if (code === '42501') return this.rlsRefused(cause);
     if (code === 'PGRST202' || (status === 404 && code === '42883')) {
-      return new StoreUnavailable('The mcp_sessions functions are missing on the Supabase project; apply supabase/migrations (supabase db push).', cause);
+      const what = fn.startsWith('mcp_thread') ? 'mcp_threads' : 'mcp_sessions';
+      return new StoreUnavailable(`The ${what} functions are missing on the Supabase project; apply supabase/migrations (supabase db push).`, cause);
     }
     if (status === 401 && !code && /api ?key/i.test(message)) {
       // The gateway (not PostgREST) refused the apikey header.

@@ -1,16 +1,46 @@
 // Local mode's store: one daemon per state directory and one OS user, so the rows live in this
-// process. It follows the same rules as the SQL functions (limit counts live rows, own rows only).
+// process. It follows the same rules as the SQL functions (limit counts live rows, own rows only;
+// threads: own threads only, last-N messages oldest first). Threads are bounded, since nothing here
+// is ever written to disk: the oldest threads and the oldest messages of a long thread are dropped.
+import { randomUUID } from 'node:crypto';
 import type { Identity } from '../auth/identity';
-import type { ClaimResult, SessionMetadata, SessionRow, SessionStore } from './store';
+import {
+  ThreadNotFound,
+  type ClaimResult,
+  type SessionMetadata,
+  type SessionRow,
+  type SessionStore,
+  type ThreadMessage,
+  type ThreadRole,
+  type ThreadStore,
+  type ThreadSummary,
+} from './store';
 
 const ENDED_ROWS_KEPT_PER_USER = 50;
+export const THREADS_KEPT_PER_USER = 200;
+export const MESSAGES_KEPT_PER_THREAD = 200;
+/** Characters kept per thread (oldest messages dropped first); the chat tool sends far less anyway. */
+export const CHARS_KEPT_PER_THREAD = 2_000_000;
+
+interface MemoryThread {
+  id: string;
+  user_id: string;
+  title: string | null;
+  created_at: string;
+  updated_at: string;
+  messages: ThreadMessage[];
+  chars: number;
+}
 
 interface MemoryRow extends SessionRow {
   user_id: string;
 }
 
-export class MemorySessionStore implements SessionStore {
+export class MemorySessionStore implements SessionStore, ThreadStore {
   private readonly rows = new Map<string, MemoryRow>();
+  /** Insertion order = creation order. */
+  private readonly threads = new Map<string, MemoryThread>();
+  private nextMessageId = 1;
 
   async recoverAbandoned(): Promise<number> {
     return 0; // nothing outlives the process
@@ -46,6 +76,49 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async end(): Promise<void> {}
+
+  // ---------------------------------------------------------------- threads
+
+  async createThread(caller: Identity, title: string | null): Promise<string> {
+    const now = new Date().toISOString();
+    const id = randomUUID();
+    const trimmed = title?.trim().slice(0, 200) || null;
+    this.threads.set(id, { id, user_id: caller.userId, title: trimmed, created_at: now, updated_at: now, messages: [], chars: 0 });
+    const own = [...this.threads.values()].filter((t) => t.user_id === caller.userId);
+    for (const old of own.slice(0, Math.max(0, own.length - THREADS_KEPT_PER_USER))) this.threads.delete(old.id);
+    return id;
+  }
+
+  async appendMessage(caller: Identity, threadId: string, role: ThreadRole, content: string): Promise<number> {
+    const thread = this.ownThread(caller, threadId);
+    const message: ThreadMessage = { id: this.nextMessageId++, role, content, created_at: new Date().toISOString() };
+    thread.messages.push(message);
+    thread.chars += content.length;
+    thread.updated_at = message.created_at;
+    while (thread.messages.length > 1 && (thread.messages.length > MESSAGES_KEPT_PER_THREAD || thread.chars > CHARS_KEPT_PER_THREAD)) {
+      thread.chars -= thread.messages.shift()!.content.length;
+    }
+    return message.id;
+  }
+
+  async threadMessages(caller: Identity, threadId: string, limit: number): Promise<ThreadMessage[]> {
+    const thread = this.ownThread(caller, threadId);
+    const n = Math.min(Math.max(Math.trunc(limit) || 20, 1), 1000);
+    return thread.messages.slice(-n).map((m) => ({ ...m }));
+  }
+
+  async listThreads(caller: Identity): Promise<ThreadSummary[]> {
+    return [...this.threads.values()]
+      .filter((t) => t.user_id === caller.userId)
+      .reverse()
+      .map((t) => ({ id: t.id, title: t.title, created_at: t.created_at, updated_at: t.updated_at, message_count: t.messages.length }));
+  }
+
+  private ownThread(caller: Identity, threadId: string): MemoryThread {
+    const thread = this.threads.get(threadId);
+    if (!thread || thread.user_id !== caller.userId) throw new ThreadNotFound(threadId);
+    return thread;
+  }
 
   private own(caller: Identity): MemoryRow[] {
     return [...this.rows.values()].filter((r) => r.user_id === caller.userId);

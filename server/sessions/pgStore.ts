@@ -5,11 +5,17 @@ import { Pool, type PoolClient } from 'pg';
 import type { Identity } from '../auth/identity';
 import {
   StoreUnavailable,
+  ThreadNotFound,
+  isUuid,
   type ClaimResult,
   type SessionMetadata,
   type SessionRow,
   type SessionStore,
   type StoredStatus,
+  type ThreadMessage,
+  type ThreadRole,
+  type ThreadStore,
+  type ThreadSummary,
 } from './store';
 
 export interface PgSessionStoreOptions {
@@ -17,7 +23,7 @@ export interface PgSessionStoreOptions {
   max?: number;
 }
 
-export class PgSessionStore implements SessionStore {
+export class PgSessionStore implements SessionStore, ThreadStore {
   private readonly pool: Pool;
   private ended = false;
 
@@ -89,6 +95,51 @@ export class PgSessionStore implements SessionStore {
     }));
   }
 
+  // ---------------------------------------------------------------- threads (mcp_thread_* functions)
+
+  async createThread(caller: Identity, title: string | null): Promise<string> {
+    return this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ id: string }>('select public.mcp_thread_create($1) as id', [title]);
+      return rows[0].id;
+    });
+  }
+
+  async appendMessage(caller: Identity, threadId: string, role: ThreadRole, content: string): Promise<number> {
+    if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
+    return this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ id: string }>('select public.mcp_thread_append($1, $2, $3) as id', [threadId, role, content]);
+      return Number(rows[0].id);
+    }).catch((err) => { throw threadError(err, threadId); });
+  }
+
+  async threadMessages(caller: Identity, threadId: string, limit: number): Promise<ThreadMessage[]> {
+    if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
+    const rows = await this.asUser(caller, async (c) => {
+      const result = await c.query<{ id: string; role: ThreadRole; content: string; created_at: Date }>(
+        'select id, role, content, created_at from public.mcp_thread_messages($1, $2)',
+        [threadId, limit],
+      );
+      return result.rows;
+    }).catch((err) => { throw threadError(err, threadId); });
+    return rows.map((r) => ({ id: Number(r.id), role: r.role, content: r.content, created_at: r.created_at.toISOString() }));
+  }
+
+  async listThreads(caller: Identity): Promise<ThreadSummary[]> {
+    const rows = await this.asUser(caller, async (c) => {
+      const result = await c.query<{ id: string; title: string | null; created_at: Date; updated_at: Date; message_count: number }>(
+        'select id, title, created_at, updated_at, message_count from public.mcp_thread_list()',
+      );
+      return result.rows;
+    });
+    return rows.map((r) => ({
+      id: r.id,
+      title: r.title,
+      created_at: r.created_at.toISOString(),
+      updated_at: r.updated_at.toISOString(),
+      message_count: r.message_count,
+    }));
+  }
+
   async end(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
@@ -124,6 +175,11 @@ export class PgSessionStore implements SessionStore {
       client.release(broken);
     }
   }
+}
+
+/** 'thread not found' (P0002, raised by the mcp_thread_* functions) -> ThreadNotFound. */
+function threadError(err: unknown, threadId: string): unknown {
+  return (err as { code?: unknown } | null)?.code === 'P0002' ? new ThreadNotFound(threadId) : err;
 }
 
 // SQLSTATEs meaning "the server is not available to us right now" (the rest are real query errors).

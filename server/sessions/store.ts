@@ -46,3 +46,55 @@ export interface SessionStore {
   listOwn(caller: Identity): Promise<SessionRow[]>;
   end(): Promise<void>;
 }
+
+// ---------------------------------------------------------------- conversation threads
+
+export type ThreadRole = 'system' | 'user' | 'assistant';
+
+export interface ThreadMessage {
+  id: number;
+  role: ThreadRole;
+  content: string;
+  /** ISO 8601. */
+  created_at: string;
+}
+
+export interface ThreadSummary {
+  id: string;
+  title: string | null;
+  /** ISO 8601. */
+  created_at: string;
+  updated_at: string;
+  message_count: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A thread id is a UUID; anything else cannot name a thread (and is not sent to the database). */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/** The thread does not exist or is another user's (RLS makes the two indistinguishable). */
+export class ThreadNotFound extends Error {
+  constructor(readonly threadId: string) {
+    super(`There is no conversation ${threadId} for this account; it is unknown or belongs to another user. Omit continuation_id to start a new conversation.`);
+    this.name = 'ThreadNotFound';
+  }
+}
+
+/**
+ * The chat tool's conversation memory (`mcp_threads` / `mcp_thread_messages`). The same three
+ * backends implement it; the rules (ownership, order, limits) are the mcp_thread_* SQL functions in
+ * supabase/migrations/20261124000200_mcp_threads.sql, which memoryStore.ts mirrors for local mode.
+ */
+export interface ThreadStore {
+  /** A new thread of the caller; resolves with its id (the continuation_id). */
+  createThread(caller: Identity, title: string | null): Promise<string>;
+  /** Appends to the caller's own thread; rejects with ThreadNotFound for any other. Resolves with the message id. */
+  appendMessage(caller: Identity, threadId: string, role: ThreadRole, content: string): Promise<number>;
+  /** The LAST `limit` messages of the caller's own thread, oldest first; ThreadNotFound for any other. */
+  threadMessages(caller: Identity, threadId: string, limit: number): Promise<ThreadMessage[]>;
+  /** The caller's own threads, newest first. */
+  listThreads(caller: Identity): Promise<ThreadSummary[]>;
+}

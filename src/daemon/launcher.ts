@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { isProcessAlive, readDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
+import { isProcessRunning, readDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
 import type { HealthBody, ListeningLine } from '../../server/protocol';
 
 export interface LauncherOptions {
@@ -136,7 +136,7 @@ export async function ensureLocalDaemon(opts: LauncherOptions): Promise<LocalDae
 export async function restartLocalDaemon(opts: LauncherOptions): Promise<LocalDaemon> {
   const log = opts.log ?? (() => {});
   const info = readDiscovery(opts.stateDir);
-  if (info && isRunning(info.pid)) {
+  if (info && isProcessRunning(info.pid)) {
     // A pid from a stale file may belong to an unrelated process now: only signal it if it is a daemon.
     if ((await getHealth(info.host, info.port)) !== null || commandLineMentions(info.pid, path.basename(opts.serverJs))) {
       log(`stopping the EXAI daemon (pid ${info.pid})`);
@@ -213,7 +213,7 @@ function use(info: DiscoveryInfo, version: string, opts: LauncherOptions, spawne
 async function findRunning(stateDir: string, log: (m: string) => void): Promise<{ info: DiscoveryInfo; health: HealthBody } | null> {
   const info = readDiscovery(stateDir);
   if (!info) return null;
-  if (!isRunning(info.pid)) {
+  if (!isProcessRunning(info.pid)) {
     log(`daemon.json names pid ${info.pid}, which is gone; starting a new daemon`);
     return null;
   }
@@ -314,17 +314,6 @@ function getHealth(host: string, port: number, timeoutMs = HEALTH_TIMEOUT_MS): P
   });
 }
 
-/** Alive and not a zombie (an exited child nobody has reaped still answers kill(pid, 0)). */
-function isRunning(pid: number): boolean {
-  if (!isProcessAlive(pid)) return false;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true; // no /proc (macOS, Windows): trust kill(pid, 0)
-  }
-}
-
 function commandLineMentions(pid: number, needle: string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
@@ -343,7 +332,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (isRunning(pid)) {
+  while (isProcessRunning(pid)) {
     if (Date.now() >= deadline) return false;
     await sleep(50);
   }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { startAuthServer, type AuthServer } from '../auth-server/server';
-import { newRunDir, launchBrowser, openWorkbench, ROOT, runCommand, startCodeServer, type CodeServer } from '../helpers/codeServer';
+import { answerPasswordSignIn, newRunDir, launchBrowser, openWorkbench, ROOT, runCommand, startCodeServer, type CodeServer } from '../helpers/codeServer';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL, MICHELLE } from '../helpers/tokens';
@@ -23,19 +23,6 @@ const JWT_EXPIRY_SEC = 20;
 const exaiItem = (page: Page) => page.locator('#workbench\\.parts\\.statusbar .statusbar-item[aria-label^="EXAI"]').first();
 const connectedAs = (page: Page, email: string) =>
   page.locator(`#workbench\\.parts\\.statusbar .statusbar-item[aria-label="EXAI connected as ${email}"]`).waitFor({ timeout: 60_000 });
-
-async function signInWithPassword(page: Page, email: string, password: string): Promise<void> {
-  const qi = page.locator('.quick-input-widget');
-  await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Email and password' }).first().waitFor();
-  await page.keyboard.type('Email and password');
-  await page.keyboard.press('Enter');
-  await qi.locator('.quick-input-message, .quick-input-title', { hasText: /Sign In|Email/ }).first().waitFor();
-  await page.keyboard.type(email);
-  await page.keyboard.press('Enter');
-  await qi.locator('input[type="password"]').waitFor({ state: 'visible' });
-  await page.keyboard.type(password);
-  await page.keyboard.press('Enter');
-}
 
 describe('two users in two windows of a real VS Code (supabase mode)', function () {
   this.timeout(300_000);
@@ -84,7 +71,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     await openWorkbench(windowA, server, path.join(server.runDir, 'ws-a'));
     await windowA.locator('#workbench\\.parts\\.statusbar .statusbar-item[aria-label^="EXAI signed out"]').waitFor({ timeout: 60_000 });
     await runCommand(windowA, 'EXAI: Sign In');
-    await signInWithPassword(windowA, JAZEEL.email, PASSWORD.jazeel);
+    await answerPasswordSignIn(windowA, JAZEEL.email, PASSWORD.jazeel);
     await connectedAs(windowA, JAZEEL.email);
     assert.match(await exaiItem(windowA).innerText(), /EXAI: jazeel@example\.com/);
     await windowA.screenshot({ path: path.join(OUT, 'window-a-jazeel.png') });
@@ -101,7 +88,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Sign in another account' }).first().waitFor();
     await windowB.keyboard.type('Sign in another account');
     await windowB.keyboard.press('Enter');
-    await signInWithPassword(windowB, MICHELLE.email, PASSWORD.michelle);
+    await answerPasswordSignIn(windowB, MICHELLE.email, PASSWORD.michelle);
     await connectedAs(windowB, MICHELLE.email);
     await connectedAs(windowA, JAZEEL.email);
     await windowB.screenshot({ path: path.join(OUT, 'window-b-michelle.png') });

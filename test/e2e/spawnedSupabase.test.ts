@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { startAuthServer, type AuthServer } from '../auth-server/server';
-import { freePort, launchBrowser, newRunDir, openWorkbench, ROOT, runCommand, startCodeServer, type CodeServer } from '../helpers/codeServer';
+import { answerPasswordSignIn, freePort, launchBrowser, newRunDir, openWorkbench, ROOT, runCommand, startCodeServer, type CodeServer } from '../helpers/codeServer';
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL } from '../helpers/tokens';
 import { startPostgrest, type Postgrest } from '../postgrest/server';
@@ -71,16 +71,7 @@ describe('the spawned daemon in supabase mode, through the Data API (real VS Cod
     await openWorkbench(page, server);
     await page.locator('#workbench\\.parts\\.statusbar .statusbar-item[aria-label^="EXAI signed out"]').waitFor({ timeout: 60_000 });
     await runCommand(page, 'EXAI: Sign In');
-    const qi = page.locator('.quick-input-widget');
-    await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Email and password' }).first().waitFor();
-    await page.keyboard.type('Email and password');
-    await page.keyboard.press('Enter');
-    await qi.locator('input:not([type="password"])').waitFor({ state: 'visible' });
-    await page.keyboard.type(JAZEEL.email);
-    await page.keyboard.press('Enter');
-    await qi.locator('input[type="password"]').waitFor({ state: 'visible' });
-    await page.keyboard.type(PASSWORD);
-    await page.keyboard.press('Enter');
+    await answerPasswordSignIn(page, JAZEEL.email, PASSWORD);
     await page.locator(`#workbench\\.parts\\.statusbar .statusbar-item[aria-label="EXAI connected as ${JAZEEL.email}"]`).waitFor({ timeout: 60_000 });
     await page.screenshot({ path: path.join(OUT, 'spawned-supabase-connected.png') });
 

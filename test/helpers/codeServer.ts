@@ -148,3 +148,17 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   await qi.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
   await page.keyboard.press('Enter');
 }
+
+/** Answers the sign-in prompts once the method picker is open: "Email and password", email, password. */
+export async function answerPasswordSignIn(page: Page, email: string, password: string): Promise<void> {
+  const qi = page.locator('.quick-input-widget');
+  await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Email and password' }).first().waitFor();
+  await page.keyboard.type('Email and password');
+  await page.keyboard.press('Enter');
+  await qi.locator('.quick-input-message, .quick-input-title', { hasText: /Sign In|Email/ }).first().waitFor();
+  await page.keyboard.type(email);
+  await page.keyboard.press('Enter');
+  await qi.locator('input[type="password"]').waitFor({ state: 'visible' });
+  await page.keyboard.type(password);
+  await page.keyboard.press('Enter');
+}

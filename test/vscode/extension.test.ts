@@ -120,6 +120,16 @@ describe('EXAI extension in a real VS Code extension host', function () {
     }
   });
 
+  it('cancelling a prompt ends the sign-in quietly (no error, still signed out)', async function () {
+    // The email code flow: the code prompt is dismissed (Escape) after Supabase mailed the code.
+    const seen = answer({ pick: ['Email one-time code'], input: [JAZEEL.email, undefined as unknown as string] });
+    await vscode.commands.executeCommand('exai.signIn');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(seen.filter((s) => s.kind === 'showErrorMessage'), []);
+    assert.equal(status().kind, 'signed_out');
+    assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
+  });
+
   it('signs in with email and password: account in the Accounts menu, window connected as the user', async function () {
     const seen = answer({ pick: ['Email and password'], input: [JAZEEL.email, JAZEEL.password] });
     await vscode.commands.executeCommand('exai.signIn');

@@ -1,0 +1,267 @@
+// ONE behavioural suite for every ThreadStore backend (the chat tool's conversation memory):
+//   - PgSessionStore (direct Postgres, a fresh PostgreSQL 15 database with supabase/migrations),
+//   - DataApiSessionStore through test/postgrest with tokens from the GoTrue-compatible test server,
+//   - MemorySessionStore (local mode).
+// The rules are the mcp_thread_* functions of supabase/migrations/20261124000200_mcp_threads.sql;
+// the memory store mirrors them. Plus the anon role being refused, on both database backends.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import type { Identity } from '../../server/auth/identity';
+import { SupabaseJwtVerifier } from '../../server/auth/verifier';
+import { DataApiSessionStore } from '../../server/sessions/dataApiStore';
+import { MemorySessionStore, MESSAGES_KEPT_PER_THREAD } from '../../server/sessions/memoryStore';
+import { PgSessionStore } from '../../server/sessions/pgStore';
+import { ThreadNotFound, type ThreadStore } from '../../server/sessions/store';
+import { startAuthServer } from '../auth-server/server';
+import { createTestDatabase } from '../helpers/pg';
+import { startPostgrest } from '../postgrest/server';
+
+interface ThreadHarness {
+  stores: [ThreadStore, ThreadStore];
+  newUser(): Promise<Identity>;
+  /** Rows of a thread as stored (around RLS); null for the memory store. */
+  storedMessages(threadId: string): Promise<{ user_id: string; role: string; content: string }[] | null>;
+  /** Tries the functions as the anon role; resolves with what happened. Null: not applicable. */
+  anonAttempt?(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+async function rejectsNotFound(p: Promise<unknown>, threadId: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof ThreadNotFound, `ThreadNotFound, got ${String(err)}`);
+    assert.equal(err.threadId, threadId);
+    assert.match(err.message, /belongs to another user/);
+    return true;
+  });
+}
+
+function describeThreadStore(name: string, makeHarness: () => Promise<ThreadHarness>): void {
+  describe(`ThreadStore behaviour: ${name}`, function () {
+    this.timeout(30000);
+    let h: ThreadHarness;
+    let store: ThreadStore;
+    let store2: ThreadStore;
+
+    before(async function () {
+      this.timeout(60000);
+      h = await makeHarness();
+      [store, store2] = h.stores;
+    });
+    after(async function () {
+      this.timeout(60000);
+      await h?.close();
+    });
+
+    it('creates a thread, appends in order and reads them back through either store', async function () {
+      const a = await h.newUser();
+      const id = await store.createThread(a, '  First question  ');
+      assert.match(id, /^[0-9a-f-]{36}$/);
+      const ids: number[] = [];
+      ids.push(await store.appendMessage(a, id, 'user', 'u1'));
+      ids.push(await store2.appendMessage(a, id, 'assistant', 'a1'));
+      ids.push(await store.appendMessage(a, id, 'user', 'u2'));
+      assert.ok(ids[0] < ids[1] && ids[1] < ids[2], `increasing ids ${ids}`);
+      const messages = await store2.threadMessages(a, id, 20);
+      assert.deepEqual(messages.map((m) => [m.role, m.content]), [['user', 'u1'], ['assistant', 'a1'], ['user', 'u2']]);
+      assert.deepEqual(messages.map((m) => m.id), ids);
+      for (const m of messages) assert.equal(new Date(m.created_at).toISOString(), m.created_at);
+      const stored = await h.storedMessages(id);
+      if (stored) for (const r of stored) assert.equal(r.user_id, a.userId);
+    });
+
+    it('returns the LAST n messages, oldest first', async function () {
+      const a = await h.newUser();
+      const id = await store.createThread(a, 'limit');
+      for (let i = 1; i <= 7; i++) await store.appendMessage(a, id, i % 2 ? 'user' : 'assistant', `m${i}`);
+      assert.deepEqual((await store.threadMessages(a, id, 3)).map((m) => m.content), ['m5', 'm6', 'm7']);
+      assert.deepEqual((await store2.threadMessages(a, id, 1)).map((m) => m.content), ['m7']);
+      assert.equal((await store.threadMessages(a, id, 100)).length, 7);
+      assert.deepEqual(await store.threadMessages(a, await store.createThread(a, null), 5), [], 'a new thread is empty');
+    });
+
+    it('lists own threads newest first with titles and counts', async function () {
+      const a = await h.newUser();
+      const t1 = await store.createThread(a, 'one');
+      await new Promise((r) => setTimeout(r, 5));
+      const t2 = await store2.createThread(a, 'two');
+      await store.appendMessage(a, t1, 'user', 'x');
+      await store.appendMessage(a, t1, 'assistant', 'y');
+      const list = await store2.listThreads(a);
+      assert.deepEqual(list.map((t) => t.id), [t2, t1]);
+      assert.deepEqual(list.map((t) => t.title), ['two', 'one']);
+      assert.deepEqual(list.map((t) => t.message_count), [0, 2]);
+      for (const t of list) {
+        assert.equal(new Date(t.created_at).toISOString(), t.created_at);
+        assert.ok(Date.parse(t.updated_at) >= Date.parse(t.created_at));
+      }
+      assert.ok(Date.parse(list[1].updated_at) > Date.parse(list[1].created_at) - 1, 'append bumps updated_at');
+    });
+
+    it("isolates users: B can neither list, read nor append to A's thread", async function () {
+      const a = await h.newUser();
+      const b = await h.newUser();
+      const id = await store.createThread(a, 'secret');
+      await store.appendMessage(a, id, 'user', 'only for A');
+      for (const s of [store, store2]) {
+        assert.deepEqual(await s.listThreads(b), []);
+        await rejectsNotFound(s.threadMessages(b, id, 20), id);
+        await rejectsNotFound(s.appendMessage(b, id, 'user', 'injected by B'), id);
+      }
+      assert.deepEqual((await store.threadMessages(a, id, 20)).map((m) => m.content), ['only for A']);
+      const stored = await h.storedMessages(id);
+      if (stored) assert.deepEqual(stored.map((r) => r.content), ['only for A']);
+    });
+
+    it('an unknown or malformed thread id is ThreadNotFound', async function () {
+      const a = await h.newUser();
+      const unknown = randomUUID();
+      await rejectsNotFound(store.threadMessages(a, unknown, 5), unknown);
+      await rejectsNotFound(store.appendMessage(a, unknown, 'user', 'x'), unknown);
+      await rejectsNotFound(store.threadMessages(a, 'not-a-uuid', 5), 'not-a-uuid');
+    });
+
+    it('refuses the anon role', async function () {
+      if (!h.anonAttempt) this.skip();
+      const outcomes = await h.anonAttempt!();
+      assert.ok(outcomes.length > 0);
+      for (const o of outcomes) assert.match(o, /refused/, o);
+    });
+  });
+}
+
+// ------------------------------------------------------------------ the backends
+
+describeThreadStore('PgSessionStore (direct Postgres)', async () => {
+  const db = await createTestDatabase();
+  const stores: [PgSessionStore, PgSessionStore] = [new PgSessionStore({ connectionString: db.url }), new PgSessionStore({ connectionString: db.url })];
+  return {
+    stores,
+    async newUser() {
+      const id = randomUUID();
+      const email = `${id.slice(0, 8)}@example.test`;
+      await db.addUser(id, email);
+      return { userId: id, email, authSessionId: randomUUID(), expiresAt: null, claims: { sub: id, role: 'authenticated', aud: 'authenticated', email }, accessToken: 'unused by the pg store' };
+    },
+    storedMessages: (threadId) => db.query('select user_id, role, content from public.mcp_thread_messages where thread_id = $1 order by id', [threadId]),
+    async anonAttempt() {
+      const client = new Client({ connectionString: db.url });
+      await client.connect();
+      const outcomes: string[] = [];
+      try {
+        for (const sql of [
+          "select public.mcp_thread_create('x')",
+          'select * from public.mcp_thread_list()',
+          `select * from public.mcp_thread_messages('${randomUUID()}', 5)`,
+          `select public.mcp_thread_append('${randomUUID()}', 'user', 'x')`,
+          'select * from public.mcp_threads',
+          'select * from public.mcp_thread_messages',
+        ]) {
+          await client.query('begin; set local role anon');
+          try {
+            await client.query(sql);
+            outcomes.push(`${sql}: allowed`);
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            outcomes.push(`${sql}: ${code === '42501' ? 'refused' : `failed ${code}`}`);
+          }
+          await client.query('rollback');
+        }
+      } finally {
+        await client.end();
+      }
+      return outcomes;
+    },
+    async close() {
+      await Promise.all(stores.map((s) => s.end()));
+      await db.drop();
+    },
+  };
+});
+
+describeThreadStore('DataApiSessionStore (test PostgREST + test auth server tokens)', async () => {
+  const db = await createTestDatabase();
+  const auth = await startAuthServer();
+  const rest = await startPostgrest({
+    databaseUrl: db.url,
+    jwksUrl: `${auth.url}/auth/v1/.well-known/jwks.json`,
+    jwtSecret: auth.jwtSecret,
+    anonKey: auth.anonKey,
+    serviceRoleKey: auth.serviceRoleKey,
+  });
+  const verifier = new SupabaseJwtVerifier({ supabaseUrl: auth.url });
+  const stores: [DataApiSessionStore, DataApiSessionStore] = [
+    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
+    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
+  ];
+  return {
+    stores,
+    async newUser() {
+      const email = `u-${randomUUID().slice(0, 8)}@example.test`;
+      const password = `pw-${randomUUID()}`;
+      const user = auth.createUser({ email, password });
+      await db.addUser(user.id, email);
+      const res = await fetch(`${auth.url}/auth/v1/token?grant_type=password`, {
+        method: 'POST',
+        headers: { apikey: auth.anonKey, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      const { access_token } = (await res.json()) as { access_token: string };
+      return verifier.verify(access_token);
+    },
+    storedMessages: (threadId) => db.query('select user_id, role, content from public.mcp_thread_messages where thread_id = $1 order by id', [threadId]),
+    async anonAttempt() {
+      // The anon key as the bearer: PostgREST runs as `anon`, which has no EXECUTE on these functions.
+      const outcomes: string[] = [];
+      for (const [fn, body] of [
+        ['mcp_thread_create', { p_title: 'x' }],
+        ['mcp_thread_list', {}],
+        ['mcp_thread_messages', { p_thread_id: randomUUID(), p_limit: 5 }],
+        ['mcp_thread_append', { p_thread_id: randomUUID(), p_role: 'user', p_content: 'x' }],
+      ] as const) {
+        const res = await fetch(`${rest.restUrl}/rpc/${fn}`, {
+          method: 'POST',
+          headers: { apikey: auth.anonKey, Authorization: `Bearer ${auth.anonKey}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10000),
+        });
+        const json = (await res.json()) as { code?: string };
+        outcomes.push(`${fn}: ${res.status === 401 && json.code === '42501' ? 'refused' : `HTTP ${res.status} ${json.code}`}`);
+      }
+      return outcomes;
+    },
+    async close() {
+      await Promise.all(stores.map((s) => s.end()));
+      await rest.close();
+      await auth.close();
+      await db.drop();
+    },
+  };
+});
+
+describeThreadStore('MemorySessionStore (local mode)', async () => {
+  const shared = new MemorySessionStore();
+  return {
+    stores: [shared, shared],
+    async newUser() {
+      const id = `local:${randomUUID().slice(0, 8)}`;
+      return { userId: id, email: null, authSessionId: null, expiresAt: null, claims: { sub: id, role: 'local' }, accessToken: 'local' };
+    },
+    storedMessages: async () => null,
+    async close() {},
+  };
+});
+
+describe('MemorySessionStore thread bounds', function () {
+  it(`keeps only the last ${MESSAGES_KEPT_PER_THREAD} messages of a thread`, async function () {
+    const store = new MemorySessionStore();
+    const me: Identity = { userId: 'local:me', email: null, authSessionId: null, expiresAt: null, claims: {}, accessToken: 'x' };
+    const id = await store.createThread(me, 't');
+    for (let i = 0; i < MESSAGES_KEPT_PER_THREAD + 30; i++) await store.appendMessage(me, id, 'user', `m${i}`);
+    const all = await store.threadMessages(me, id, 1000);
+    assert.equal(all.length, MESSAGES_KEPT_PER_THREAD);
+    assert.equal(all[0].content, 'm30');
+    assert.equal((await store.listThreads(me))[0].message_count, MESSAGES_KEPT_PER_THREAD);
+  });
+});

@@ -1,0 +1,206 @@
+// A small OpenAI-compatible server for tests: node:http on 127.0.0.1 serving
+//   POST <prefix>/chat/completions   (prefix default /v1), streamed (SSE) or not
+// It records every request (path, Authorization header, model, messages, stream flag) and whether
+// the client went away before the answer was complete (a cancelled or timed-out upstream request).
+//
+//   const fake = await startFakeOpenAI({ apiKey: 'sk-test-…' });
+//   EXAI_PROVIDER_BASE_URL = fake.baseUrl        // http://127.0.0.1:PORT/v1
+//   fake.set({ delayMs: 5000 })                   // answer after a delay
+//   fake.set({ status: 429 })                     // answer every request with this HTTP error
+//   fake.set({ chunks: ['a', 'b'], chunkDelayMs: 1000 })   // a slow stream
+//   fake.requests()                               // what arrived
+//   await fake.close();
+//
+// The reply text by default is `echo: <last user message>`, split in a few chunks. A request with a
+// wrong key gets 401 with an OpenAI-shaped body that quotes the key it got (as OpenAI does, partly),
+// so tests can prove the daemon never passes such a body on.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeBehaviour {
+  /** Answer every request with this HTTP status and an OpenAI-shaped error body. */
+  status?: number;
+  /** Extra headers of an error answer (e.g. retry-after). */
+  errorHeaders?: Record<string, string>;
+  /** Wait this long before the response headers. */
+  delayMs?: number;
+  /** The answer's chunks (default: `echo: <last user message>` in three parts). */
+  chunks?: string[];
+  /** Wait this long before each streamed chunk. */
+  chunkDelayMs?: number;
+  /** Models this server knows (others get 404 model_not_found). Default: any. */
+  models?: string[];
+  /** Accept only this key from now on (overrides FakeOptions.apiKey): a rotated or revoked key. */
+  requireKey?: string;
+}
+
+export interface FakeRequest {
+  at: number;
+  path: string;
+  authorization: string | null;
+  model: string | null;
+  messages: { role: string; content: string }[];
+  stream: boolean;
+  temperature: number | null;
+  /** HTTP status answered. */
+  status: number | null;
+  /** True once the answer was fully written. */
+  completed: boolean;
+  /** True when the client closed the connection before the answer was complete. */
+  clientAborted: boolean;
+}
+
+export interface FakeOpenAI {
+  url: string;
+  /** `${url}/v1`: what EXAI_PROVIDER_BASE_URL / KIMI_API_URL / GLM_API_URL point at. */
+  baseUrl: string;
+  set(behaviour: FakeBehaviour): void;
+  requests(): FakeRequest[];
+  clearRequests(): void;
+  /** Resolves once `n` requests have arrived (bounded). */
+  waitForRequests(n: number, timeoutMs?: number): Promise<FakeRequest[]>;
+  /** Resolves once the request at `index` was aborted by the client (bounded). */
+  waitForAbort(index: number, timeoutMs?: number): Promise<FakeRequest>;
+  close(): Promise<void>;
+}
+
+export interface FakeOptions {
+  /** The accepted key (`Authorization: Bearer <apiKey>`); null accepts any. */
+  apiKey: string | null;
+  prefix?: string;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+
+export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI> {
+  const prefix = options.prefix ?? '/v1';
+  let behaviour: FakeBehaviour = {};
+  const records: FakeRequest[] = [];
+  const changed = new Set<() => void>();
+  const notify = () => { for (const f of [...changed]) f(); };
+
+  const server = http.createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '').split('?')[0];
+    const gone = new AbortController();
+    // 'close' on the response before it finished: the client went away (cancel / timeout).
+    const record: FakeRequest = {
+      at: Date.now(), path, authorization: req.headers.authorization ?? null, model: null, messages: [],
+      stream: false, temperature: null, status: null, completed: false, clientAborted: false,
+    };
+    res.on('close', () => {
+      if (!record.completed) { record.clientAborted = true; gone.abort(); notify(); }
+    });
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    let body: any = {};
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+    } catch {
+      body = {};
+    }
+    record.model = typeof body.model === 'string' ? body.model : null;
+    record.messages = Array.isArray(body.messages) ? body.messages : [];
+    record.stream = body.stream === true;
+    record.temperature = typeof body.temperature === 'number' ? body.temperature : null;
+    records.push(record);
+    notify();
+
+    const b = behaviour;
+    const fail = (status: number, error: Record<string, unknown>, headers: Record<string, string> = {}) => {
+      record.status = status;
+      record.completed = true;
+      res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ error }));
+      notify();
+    };
+    if (req.method !== 'POST' || path !== `${prefix}/chat/completions`) return fail(404, { message: `no route ${req.method} ${path}`, type: 'invalid_request_error' });
+    const bearer = /^Bearer (.*)$/i.exec(record.authorization ?? '')?.[1] ?? '';
+    const wanted = behaviour.requireKey ?? options.apiKey;
+    if (wanted !== null && bearer !== wanted) {
+      return fail(401, { message: `Incorrect API key provided: ${bearer}. You can find your API key at https://example.invalid.`, type: 'invalid_request_error', code: 'invalid_api_key' });
+    }
+    if (b.delayMs) await sleep(b.delayMs, gone.signal);
+    if (gone.signal.aborted) return;
+    if (b.status && b.status >= 400) {
+      return fail(b.status, { message: `fake error ${b.status}`, type: b.status === 429 ? 'rate_limit_error' : 'server_error' }, b.errorHeaders);
+    }
+    if (b.models && !b.models.includes(record.model ?? '')) {
+      return fail(404, { message: `The model \`${record.model}\` does not exist or you do not have access to it.`, type: 'invalid_request_error', code: 'model_not_found' });
+    }
+    const lastUser = [...record.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+    const text = `echo: ${lastUser}`;
+    const parts = b.chunks ?? [text.slice(0, 6), text.slice(6, Math.max(6, text.length - 3)), text.slice(Math.max(6, text.length - 3))].filter((p) => p !== '');
+    const id = `chatcmpl-${records.length}`;
+    const created = Math.floor(Date.now() / 1000);
+    record.status = 200;
+    if (!record.stream) {
+      record.completed = true;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+        id, object: 'chat.completion', created, model: record.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: parts.join('') }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      }));
+      notify();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const event = (delta: Record<string, unknown>, finish: string | null) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: record.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    res.write(event({ role: 'assistant', content: '' }, null));
+    for (const part of parts) {
+      if (b.chunkDelayMs) await sleep(b.chunkDelayMs, gone.signal);
+      if (gone.signal.aborted) return;
+      res.write(event({ content: part }, null));
+    }
+    res.write(event({}, 'stop'));
+    record.completed = true;
+    res.end('data: [DONE]\n\n');
+    notify();
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+
+  const waitUntil = <T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const attempt = () => {
+        const v = check();
+        if (v === undefined) return false;
+        clearTimeout(timer);
+        changed.delete(attempt);
+        resolve(v);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        changed.delete(attempt);
+        reject(new Error(`fake OpenAI: ${what} not within ${timeoutMs} ms (requests: ${JSON.stringify(records.map((r) => ({ path: r.path, status: r.status, completed: r.completed, aborted: r.clientAborted })))})`));
+      }, timeoutMs);
+      if (!attempt()) changed.add(attempt);
+    });
+
+  return {
+    url,
+    baseUrl: `${url}${prefix}`,
+    set: (next) => void (behaviour = { ...next }),
+    requests: () => records.map((r) => ({ ...r, messages: r.messages.map((m) => ({ ...m })) })),
+    clearRequests: () => void records.splice(0),
+    waitForRequests: (n, timeoutMs = 10000) => waitUntil(() => (records.length >= n ? records.slice() : undefined), timeoutMs, `${n} requests`),
+    waitForAbort: (index, timeoutMs = 10000) => waitUntil(() => (records[index]?.clientAborted ? records[index] : undefined), timeoutMs, `abort of request ${index}`),
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
