@@ -8,7 +8,6 @@
 // The answer streams as progress frames (at most one every PROGRESS_INTERVAL_MS); cancel aborts the
 // upstream request. There is no cache: every call is its own upstream request.
 import { z } from 'zod';
-import type { Logger } from '../log';
 import { StoreUnavailable, ThreadNotFound, type ThreadMessage, type ThreadStore } from '../sessions/store';
 import type { ChatMessage, Providers } from './providers';
 import { defineTool, ToolError, type ToolContext } from './registry';
@@ -78,13 +77,12 @@ export function createChatTool(deps: ChatToolDeps) {
     input: ChatInput,
     async run(args, ctx) {
       const resolved = deps.providers.resolve(args.model);
-      // Who is asking is read once, up front: the thread and its history belong to this user.
-      const identity = ctx.identity;
-
+      // ctx.identity is read at each store call, not kept: it follows an in-band re-auth (same user,
+      // new token), so the Data API store still has a valid token after a long answer.
       let history: ChatMessage[] = [];
       if (args.continuation_id) {
         // Two messages per turn, plus slack for system/unpaired messages; boundHistory cuts to the budget.
-        const stored = await threadCall(() => deps.threads.threadMessages(identity, args.continuation_id!, turns * 2 + 2));
+        const stored = await threadCall(() => deps.threads.threadMessages(ctx.identity, args.continuation_id!, turns * 2 + 2));
         history = boundHistory(stored, turns, chars);
       }
       const messages: ChatMessage[] = [
@@ -119,7 +117,7 @@ export function createChatTool(deps: ChatToolDeps) {
       });
 
       // Only a complete turn is remembered: a failed or cancelled call leaves the thread as it was.
-      const saved = await remember(deps.threads, ctx.log, identity, args.continuation_id, args.prompt, answer);
+      const saved = await remember(deps.threads, ctx, args.continuation_id, args.prompt, answer);
       if (!saved.ok) {
         return `${answer}\n\n(This turn could not be saved, so a continuation will not remember it: ${saved.reason})` +
           (args.continuation_id ? `\ncontinuation_id: ${args.continuation_id}` : '');
@@ -130,15 +128,15 @@ export function createChatTool(deps: ChatToolDeps) {
 }
 
 async function remember(
-  threads: ThreadStore, log: Logger, identity: ToolContext['identity'], continuationId: string | undefined, prompt: string, answer: string,
+  threads: ThreadStore, ctx: ToolContext, continuationId: string | undefined, prompt: string, answer: string,
 ): Promise<{ ok: true; threadId: string } | { ok: false; reason: string }> {
   try {
-    const threadId = continuationId ?? (await threads.createThread(identity, titleOf(prompt)));
-    await threads.appendMessage(identity, threadId, 'user', prompt);
-    await threads.appendMessage(identity, threadId, 'assistant', answer);
+    const threadId = continuationId ?? (await threads.createThread(ctx.identity, titleOf(prompt)));
+    await threads.appendMessage(ctx.identity, threadId, 'user', prompt);
+    await threads.appendMessage(ctx.identity, threadId, 'assistant', answer);
     return { ok: true, threadId };
   } catch (err) {
-    log.error('could not save the chat turn', { error: err });
+    ctx.log.error('could not save the chat turn', { error: err });
     return { ok: false, reason: err instanceof StoreUnavailable || err instanceof ThreadNotFound ? err.message : 'the conversation store failed' };
   }
 }

@@ -13,12 +13,14 @@ import { HISTORY_CHAR_BUDGET, HISTORY_TURNS } from '../../server/tools/chat';
 import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
-import { JAZEEL, MICHELLE, mintAccessToken, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { startPostgrest } from '../postgrest/server';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
 const API_KEY = 'sk-exai-test-0123456789abcdefghijklmnop';
 const KIMI_KEY = 'sk-kimi-test-abcdefghijklmnop0123456789';
 const TIMEOUT_SEC = 3;
+const LEGACY_SECRET = 'legacy-project-jwt-secret-at-least-32-characters';
 const CLEAN_ENV: Record<string, undefined> = {
   MCP_ENABLE_MULTI_USER: undefined, SUPABASE_URL: undefined, SUPABASE_JWT_SECRET: undefined, DATABASE_URL: undefined,
   SUPABASE_ANON_KEY: undefined, MCP_SESSION_TIMEOUT: undefined, MCP_MAX_CONNECTIONS_PER_USER: undefined, EXAI_WS_HOST: undefined,
@@ -340,17 +342,47 @@ describe('chat provider settings (loadConfig)', function () {
   });
 });
 
-describe('chat tool: supabase mode (threads in Postgres under RLS)', function () {
+/** How the supabase-mode daemon reaches the thread functions: direct Postgres, or the Data API with each user's token. */
+interface Backend {
+  /** Daemon environment for this backend, and the `iss` of the users' tokens. */
+  start(db: TestDatabase, jwks: JwksServer): Promise<{ env: Record<string, string | undefined>; issuer: string; close(): Promise<void> }>;
+}
+
+const BACKENDS: [string, Backend][] = [
+  ['direct Postgres (DATABASE_URL)', {
+    async start(db, jwks) {
+      return { env: { SUPABASE_URL: jwks.url, DATABASE_URL: db.url }, issuer: jwks.issuer, close: async () => {} };
+    },
+  }],
+  ['Supabase Data API (SUPABASE_ANON_KEY, each user\'s own token)', {
+    async start(db, jwks) {
+      const [anonKey, serviceRoleKey] = await Promise.all([mintAnonKey(LEGACY_SECRET), mintServiceRoleKey(LEGACY_SECRET)]);
+      // One base URL serving /auth/v1 (proxied to the JWKS server) and /rest/v1, like a project URL.
+      const gateway = await startPostgrest({
+        databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, serviceRoleKey, authUpstream: jwks.url,
+      });
+      return {
+        env: { SUPABASE_URL: gateway.url, SUPABASE_ANON_KEY: anonKey, DATABASE_URL: undefined },
+        issuer: `${gateway.url}/auth/v1`,
+        close: () => gateway.close(),
+      };
+    },
+  }],
+];
+
+for (const [backendName, backend] of BACKENDS) describe(`chat tool: supabase mode, threads through ${backendName}`, function () {
   this.timeout(30000);
   let db: TestDatabase;
   let jwks: JwksServer;
   let fake: FakeOpenAI;
   let daemon: RunningDaemon;
+  let issuer: string;
+  let closeBackend: () => Promise<void> = async () => {};
   const clients: TestClient[] = [];
   const seen: ServerFrame[] = [];
 
   const open = async (user: TestUser) => {
-    const token = await mintAccessToken({ key: jwks.keys.es256, issuer: jwks.issuer, user });
+    const token = await mintAccessToken({ key: jwks.keys.es256, issuer, user });
     const { client, ack } = await helloClient(daemon.url, token, `vscode-${user.email}`);
     assert.ok(ack.op === 'hello_ack' && ack.ok, JSON.stringify(ack));
     clients.push(client);
@@ -361,10 +393,13 @@ describe('chat tool: supabase mode (threads in Postgres under RLS)', function ()
     [db, jwks, fake] = await Promise.all([createTestDatabase(), startJwksServer(), startFakeOpenAI({ apiKey: API_KEY })]);
     await db.addUser(JAZEEL.id, JAZEEL.email);
     await db.addUser(MICHELLE.id, MICHELLE.email);
+    const b = await backend.start(db, jwks);
+    issuer = b.issuer;
+    closeBackend = b.close;
     daemon = await startDaemon({
       env: {
         ...CLEAN_ENV,
-        MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: jwks.url, DATABASE_URL: db.url, EXAI_DAEMON_ID: 'chat-test',
+        MCP_ENABLE_MULTI_USER: 'true', EXAI_DAEMON_ID: 'chat-test', ...b.env,
         EXAI_PROVIDER_BASE_URL: fake.baseUrl, EXAI_PROVIDER_API_KEY: API_KEY, EXAI_DEFAULT_MODEL: 'fake-model',
       },
     });
@@ -386,6 +421,7 @@ describe('chat tool: supabase mode (threads in Postgres under RLS)', function ()
       assert.ok(!daemon.logs().includes(API_KEY), 'the API key reached the log');
       await daemon.stop();
     }
+    await closeBackend();
     await Promise.all([fake?.close(), jwks?.close()]);
     await db?.drop();
   });

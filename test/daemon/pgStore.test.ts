@@ -81,7 +81,7 @@ describe('PgSessionStore (real Postgres)', function () {
     );
     assert.deepEqual(fns.map((f) => f.proname), [
       'mcp_claim_session', 'mcp_close_session', 'mcp_disconnect_daemon_sessions', 'mcp_list_sessions',
-      'mcp_session_stale_after', 'mcp_touch_session',
+      'mcp_session_stale_after', 'mcp_thread_append', 'mcp_thread_create', 'mcp_thread_list', 'mcp_thread_messages', 'mcp_touch_session',
     ]);
     assert.ok(fns.every((f) => f.prosecdef === false), 'all functions are security invoker');
     const [s] = await db.query('select extract(epoch from public.mcp_session_stale_after())::int as secs');

@@ -157,7 +157,7 @@ describe('wire protocol (local mode daemon)', function () {
       client.send({ op: 'list_tools', request_id: 'lt-1' });
       const res = await client.next<{ op: 'list_tools_res'; request_id: string; tools: ToolDescription[] }>((f) => f.op === 'list_tools_res');
       assert.equal(res.request_id, 'lt-1');
-      assert.deepEqual(res.tools.map((t) => t.name).sort(), ['echo', 'sessions', 'version', 'whoami']);
+      assert.deepEqual(res.tools.map((t) => t.name).sort(), ['chat', 'echo', 'sessions', 'threads', 'version', 'whoami']);
       const echo = res.tools.find((t) => t.name === 'echo')!;
       assert.equal((echo.inputSchema as any).type, 'object');
       assert.deepEqual((echo.inputSchema as any).required, ['text']);
@@ -180,6 +180,18 @@ describe('wire protocol (local mode daemon)', function () {
       assert.equal(who.session_id, ack.session_id);
       assert.equal(who.user_id, ack.user.id);
       assert.equal(who.instance, 'vscode-who');
+    });
+
+    it('answers version with the daemon and protocol versions', async function () {
+      const { client } = await open();
+      client.send({ op: 'call_tool', request_id: 'v', name: 'version', arguments: {} });
+      const res = await client.next<CallToolResult>(isResult('v'));
+      assert.ok(res.ok);
+      const v = JSON.parse(res.outputs[0].text);
+      assert.equal(v.version, daemon.line.version);
+      assert.equal(v.protocol, 2);
+      assert.equal(v.mode, 'local');
+      assert.match(v.node, /^v22\./);
     });
 
     it('reports errors with the request_id: unknown tool, bad arguments, unknown op, malformed frame', async function () {
