@@ -12,13 +12,11 @@ import { randomUUID } from 'node:crypto';
 import { createClient } from '@supabase/supabase-js';
 import { decodeJwt } from 'jose';
 import type { Identity } from '../../server/auth/identity';
-import { SupabaseJwtVerifier } from '../../server/auth/verifier';
 import { DataApiSessionStore } from '../../server/sessions/dataApiStore';
 import { PgSessionStore } from '../../server/sessions/pgStore';
 import type { SessionMetadata, SessionStore } from '../../server/sessions/store';
-import { startAuthServer } from '../auth-server/server';
+import { startDataApiFixture } from '../helpers/dataApi';
 import { createTestDatabase } from '../helpers/pg';
-import { startPostgrest } from '../postgrest/server';
 
 /** A row as stored (read around RLS, for assertions only). */
 interface StoredRow {
@@ -234,36 +232,10 @@ describeStoreBehaviour('PgSessionStore (direct Postgres)', async () => {
 });
 
 describeStoreBehaviour('DataApiSessionStore (test PostgREST + test auth server tokens)', async () => {
-  const db = await createTestDatabase();
-  const auth = await startAuthServer();
-  const rest = await startPostgrest({
-    databaseUrl: db.url,
-    jwksUrl: `${auth.url}/auth/v1/.well-known/jwks.json`,
-    jwtSecret: auth.jwtSecret,
-    anonKey: auth.anonKey,
-    serviceRoleKey: auth.serviceRoleKey,
-  });
-  const verifier = new SupabaseJwtVerifier({ supabaseUrl: auth.url });
-  const stores: [DataApiSessionStore, DataApiSessionStore] = [
-    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
-    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
-  ];
+  const { db, auth, rest, stores, newUser, close } = await startDataApiFixture();
   return {
     stores,
-    async newUser() {
-      const email = `u-${randomUUID().slice(0, 8)}@example.test`;
-      const password = `pw-${randomUUID()}`;
-      const user = auth.createUser({ email, password });
-      await db.addUser(user.id, email);
-      const res = await fetch(`${auth.url}/auth/v1/token?grant_type=password`, {
-        method: 'POST',
-        headers: { apikey: auth.anonKey, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ email, password }),
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      const { access_token } = (await res.json()) as { access_token: string };
-      return verifier.verify(access_token); // the Identity the daemon would pass to its store
-    },
+    newUser,
     async row(sessionId) {
       const [r] = await db.query('select user_id, connection_status, last_active, metadata from public.mcp_sessions where session_id = $1', [sessionId]);
       return r ? { ...r, last_active: (r.last_active as Date).toISOString() } : undefined;
@@ -271,12 +243,7 @@ describeStoreBehaviour('DataApiSessionStore (test PostgREST + test auth server t
     async age(sessionId, seconds) {
       await db.query('update public.mcp_sessions set last_active = last_active - make_interval(secs => $2) where session_id = $1', [sessionId, seconds]);
     },
-    async close() {
-      await Promise.all(stores.map((s) => s.end()));
-      await rest.close();
-      await auth.close();
-      await db.drop();
-    },
+    close,
   };
 });
 

@@ -8,14 +8,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import type { Identity } from '../../server/auth/identity';
-import { SupabaseJwtVerifier } from '../../server/auth/verifier';
 import { DataApiSessionStore } from '../../server/sessions/dataApiStore';
 import { MemorySessionStore, MESSAGES_KEPT_PER_THREAD } from '../../server/sessions/memoryStore';
 import { PgSessionStore } from '../../server/sessions/pgStore';
 import { ThreadNotFound, type ThreadStore } from '../../server/sessions/store';
-import { startAuthServer } from '../auth-server/server';
+import { startDataApiFixture } from '../helpers/dataApi';
 import { createTestDatabase } from '../helpers/pg';
-import { startPostgrest } from '../postgrest/server';
 
 interface ThreadHarness {
   stores: [ThreadStore, ThreadStore];
@@ -180,36 +178,10 @@ describeThreadStore('PgSessionStore (direct Postgres)', async () => {
 });
 
 describeThreadStore('DataApiSessionStore (test PostgREST + test auth server tokens)', async () => {
-  const db = await createTestDatabase();
-  const auth = await startAuthServer();
-  const rest = await startPostgrest({
-    databaseUrl: db.url,
-    jwksUrl: `${auth.url}/auth/v1/.well-known/jwks.json`,
-    jwtSecret: auth.jwtSecret,
-    anonKey: auth.anonKey,
-    serviceRoleKey: auth.serviceRoleKey,
-  });
-  const verifier = new SupabaseJwtVerifier({ supabaseUrl: auth.url });
-  const stores: [DataApiSessionStore, DataApiSessionStore] = [
-    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
-    new DataApiSessionStore({ supabaseUrl: rest.url, anonKey: auth.anonKey }),
-  ];
+  const { db, auth, rest, stores, newUser, close } = await startDataApiFixture();
   return {
     stores,
-    async newUser() {
-      const email = `u-${randomUUID().slice(0, 8)}@example.test`;
-      const password = `pw-${randomUUID()}`;
-      const user = auth.createUser({ email, password });
-      await db.addUser(user.id, email);
-      const res = await fetch(`${auth.url}/auth/v1/token?grant_type=password`, {
-        method: 'POST',
-        headers: { apikey: auth.anonKey, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ email, password }),
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      const { access_token } = (await res.json()) as { access_token: string };
-      return verifier.verify(access_token);
-    },
+    newUser,
     storedMessages: (threadId) => db.query('select user_id, role, content from public.mcp_thread_messages where thread_id = $1 order by id', [threadId]),
     async anonAttempt() {
       // The anon key as the bearer: PostgREST runs as `anon`, which has no EXECUTE on these functions.
@@ -231,12 +203,7 @@ describeThreadStore('DataApiSessionStore (test PostgREST + test auth server toke
       }
       return outcomes;
     },
-    async close() {
-      await Promise.all(stores.map((s) => s.end()));
-      await rest.close();
-      await auth.close();
-      await db.drop();
-    },
+    close,
   };
 });
 
