@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { Identity } from '../auth/identity';
 import type { Logger } from '../log';
-import type { SessionStore } from '../sessions/store';
+import { StoreUnavailable, type SessionStore } from '../sessions/store';
 import { ErrorCode, type TextOutput, type ToolDescription, type WireError } from '../protocol';
 
 export interface ToolContext {
@@ -76,6 +76,8 @@ export class ToolRegistry {
     } catch (err) {
       if (ctx.signal.aborted) return cancelled(name);
       if (err instanceof ToolError) return fail(err.code, err.message);
+      // The store's own sentence says what is down and what to do; keep it whole.
+      if (err instanceof StoreUnavailable) return fail(ErrorCode.storeUnavailable, err.message);
       ctx.log.error('tool failed', { tool: name, error: err });
       return fail(ErrorCode.toolFailed, `The ${name} tool failed: ${(err as Error).message ?? String(err)}`);
     }

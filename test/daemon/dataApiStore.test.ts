@@ -463,6 +463,54 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
     assert.equal(main.stderr(), '', 'no warning on stderr');
   });
 
+  it('the Data API unreachable: hello_ack store_unavailable (1013), a tool error, never a crash or a lost row', async function () {
+    // A project URL whose /auth/v1 works but whose /rest/v1 can be cut (network down, as seen by the daemon).
+    let restDown = false;
+    const cut = http.createServer((req, res) => {
+      if (restDown && req.url?.startsWith('/rest/v1/')) return void req.socket.destroy();
+      const upstream = req.url?.startsWith('/auth/v1/') ? jwks.url : gateway.url;
+      const proxied = http.request(new URL(req.url!, upstream), { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      });
+      proxied.on('error', () => res.destroy());
+      req.pipe(proxied);
+    });
+    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
+    const cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    try {
+      const d = await startExtra('data-api-cut', { SUPABASE_URL: cutUrl });
+      const token = () => mintAccessToken({ key: jwks.keys.es256, issuer: `${cutUrl}/auth/v1`, user: MICHELLE });
+
+      // Down at hello: refused with a sentence, retryable close code, no row written.
+      restDown = true;
+      const refused = await helloClient(d.url, await token(), 'vscode-cut-1');
+      clients.push(refused.client);
+      assert.ok(refused.ack.op === 'hello_ack' && !refused.ack.ok);
+      assert.equal((refused.ack as any).error.code, 'store_unavailable');
+      assert.match((refused.ack as any).error.message, /Supabase Data API at 127\.0\.0\.1:\d+ is unreachable/);
+      assert.equal((await refused.client.closed).code, 1013);
+
+      // Down after hello: the tool answers with an error, the connection stays, the row is kept.
+      restDown = false;
+      const { client, ack } = await helloOk(d.url, await token(), 'vscode-cut-2');
+      restDown = true;
+      client.send({ op: 'call_tool', request_id: 'cut-sessions', name: 'sessions', arguments: {} });
+      const res = await client.next<CallToolResult>((f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === 'cut-sessions', 15000);
+      assert.ok(!res.ok && res.error.code === 'store_unavailable' && /^The Supabase Data API at .* is unreachable/.test(res.error.message), JSON.stringify(res));
+      client.send({ op: 'ping', request_id: 'still-there' });
+      await client.next((f: ServerFrame) => f.op === 'pong' && f.request_id === 'still-there');
+      // Back up: closing writes the final status (the daemon retries the write).
+      restDown = false;
+      await client.close();
+      await waitFor(async () => (await row(ack.session_id))?.connection_status === 'disconnected', 10000, 'the row marked disconnected');
+      assert.equal(d.proc.exitCode, null, 'the daemon is still running');
+    } finally {
+      cut.closeAllConnections();
+      await new Promise((r) => cut.close(r));
+    }
+  });
+
   it('two users on one daemon at once: each writes with their own token and sees only their own sessions', async function () {
     const jToken = await mint({ user: JAZEEL });
     const mToken = await mint({ user: MICHELLE });
