@@ -149,8 +149,10 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     const rowsAfter = (await connectedRows()).filter((r) => r.email === JAZEEL.email);
     assert.deepEqual(rowsAfter.map((r) => r.session_id).sort(), rowsBefore.map((r) => r.session_id).sort(), 'both connections lived through the expiries');
     const refreshes = auth.refreshRequests();
-    // One refresh per token lifetime for the account, not one per window.
-    assert.ok(refreshes >= 2 && refreshes <= 3, `refresh requests for one account over two lifetimes: ${refreshes}`);
+    // One refresh per token lifetime for the account, not one per window: a refresh every ~14-16 s
+    // (6 s before a 20 s token's expiry) fits 2 to 4 times into the 43 s window, depending on where
+    // the window starts; two windows refreshing on their own would make 6 or more.
+    assert.ok(refreshes >= 2 && refreshes <= 4, `refresh requests for one account over two lifetimes: ${refreshes}`);
     assert.equal(auth.errorCounts()['refresh_token_already_used'] ?? 0, 0);
     await windowC.screenshot({ path: path.join(OUT, 'window-c-jazeel.png') });
   });
