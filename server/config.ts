@@ -181,7 +181,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     stateDir,
     daemonId: env.EXAI_DAEMON_ID || `${os.hostname()}:${stateDir}`,
     helloTimeoutMs: integer('EXAI_HELLO_TIMEOUT_MS', env.EXAI_HELLO_TIMEOUT_MS, 10_000, 100, 600_000),
-    heartbeatSec: integer('EXAI_HEARTBEAT_SECONDS', env.EXAI_HEARTBEAT_SECONDS, 60, 1, 60),
+    // At most a third of the liveness bound (public.mcp_session_stale_after(), 45 s): a live row must
+    // survive two missed heartbeats without reading `stale`.
+    heartbeatSec: integer('EXAI_HEARTBEAT_SECONDS', env.EXAI_HEARTBEAT_SECONDS, 15, 1, 15),
     maxPayloadBytes: 4 * 1024 * 1024,
     maxInflightPerConnection: 64,
     idleExitSec: integer('EXAI_IDLE_EXIT_SECONDS', env.EXAI_IDLE_EXIT_SECONDS, 0, 0, 7 * 24 * 3600),

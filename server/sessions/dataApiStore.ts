@@ -67,7 +67,7 @@ export class DataApiSessionStore implements SessionStore, ThreadStore {
    * Always 0 here. mcp_disconnect_daemon_sessions ends rows of MANY users, so it can only run with
    * the database owner's role (pgStore), never as one user through the Data API, and this daemon
    * holds no key that could. Nothing is lost: liveness is derived, not stored. A row whose daemon
-   * was killed stops being refreshed and reads `stale` after mcp_session_stale_after() (180 s), and
+   * was killed stops being refreshed and reads `stale` after mcp_session_stale_after() (45 s), and
    * from then on it no longer counts toward the per-user limit (see supabase/migrations/).
    */
   async recoverAbandoned(_daemonId: string): Promise<number> {

@@ -1,7 +1,8 @@
 // Local mode's store: one daemon per state directory and one OS user, so the rows live in this
-// process. It follows the same rules as the SQL functions (limit counts live rows, own rows only;
-// threads: own threads only, last-N messages oldest first). Threads are bounded, since nothing here
-// is ever written to disk: the oldest threads and the oldest messages of a long thread are dropped.
+// process. It follows the same rules as the SQL functions of supabase/migrations/ (limit counts live
+// rows, own rows only, only the daemon's metadata keys kept, 50 ended rows kept per user; threads:
+// own threads only, last-N messages oldest first, the same retention bounds as mcp_thread_create /
+// mcp_thread_append: the oldest threads and the oldest messages of a long thread are dropped).
 import { randomUUID } from 'node:crypto';
 import type { Identity } from '../auth/identity';
 import {
@@ -19,8 +20,8 @@ import {
 const ENDED_ROWS_KEPT_PER_USER = 50;
 export const THREADS_KEPT_PER_USER = 200;
 export const MESSAGES_KEPT_PER_THREAD = 200;
-/** Characters kept per thread (oldest messages dropped first); the chat tool sends far less anyway. */
-export const CHARS_KEPT_PER_THREAD = 2_000_000;
+/** UTF-8 bytes of content kept per thread (oldest messages dropped first; the newest always stays). */
+export const BYTES_KEPT_PER_THREAD = 2_000_000;
 
 interface MemoryThread {
   id: string;
@@ -29,7 +30,8 @@ interface MemoryThread {
   created_at: string;
   updated_at: string;
   messages: ThreadMessage[];
-  chars: number;
+  /** UTF-8 bytes of all messages' content. */
+  bytes: number;
 }
 
 interface MemoryRow extends SessionRow {
@@ -50,7 +52,9 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
     const active = this.own(caller).filter((r) => r.connection_status === 'connected').length;
     if (active >= maxPerUser) return { ok: false, active };
     const now = new Date().toISOString();
-    this.rows.set(sessionId, { user_id: caller.userId, session_id: sessionId, created_at: now, last_active: now, connection_status: 'connected', metadata: { ...metadata } });
+    // Only the daemon's own keys are kept, as mcp_claim_session does.
+    const kept = { daemon_id: metadata.daemon_id, instance: metadata.instance ?? null, client_version: metadata.client_version ?? null, pid: metadata.pid ?? null };
+    this.rows.set(sessionId, { user_id: caller.userId, session_id: sessionId, created_at: now, last_active: now, connection_status: 'connected', metadata: kept });
     return { ok: true };
   }
 
@@ -83,7 +87,7 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
     const now = new Date().toISOString();
     const id = randomUUID();
     const trimmed = title?.trim().slice(0, 200) || null;
-    this.threads.set(id, { id, user_id: caller.userId, title: trimmed, created_at: now, updated_at: now, messages: [], chars: 0 });
+    this.threads.set(id, { id, user_id: caller.userId, title: trimmed, created_at: now, updated_at: now, messages: [], bytes: 0 });
     const own = [...this.threads.values()].filter((t) => t.user_id === caller.userId);
     for (const old of own.slice(0, Math.max(0, own.length - THREADS_KEPT_PER_USER))) this.threads.delete(old.id);
     return id;
@@ -93,10 +97,10 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
     const thread = this.ownThread(caller, threadId);
     const message: ThreadMessage = { id: this.nextMessageId++, role, content, created_at: new Date().toISOString() };
     thread.messages.push(message);
-    thread.chars += content.length;
+    thread.bytes += Buffer.byteLength(content, 'utf8');
     thread.updated_at = message.created_at;
-    while (thread.messages.length > 1 && (thread.messages.length > MESSAGES_KEPT_PER_THREAD || thread.chars > CHARS_KEPT_PER_THREAD)) {
-      thread.chars -= thread.messages.shift()!.content.length;
+    while (thread.messages.length > 1 && (thread.messages.length > MESSAGES_KEPT_PER_THREAD || thread.bytes > BYTES_KEPT_PER_THREAD)) {
+      thread.bytes -= Buffer.byteLength(thread.messages.shift()!.content, 'utf8');
     }
     return message.id;
   }

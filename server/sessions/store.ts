@@ -1,7 +1,8 @@
 // The session store: one row per connection in `mcp_sessions`. Two backends implement it
 // (pgStore: direct Postgres; dataApiStore: Supabase Data API with the user's own JWT) and local
-// mode has an in-memory one. The business rules (per-user limit, liveness, ownership) live in SQL
-// functions in supabase/migrations/, so every backend calls the same rules.
+// mode has an in-memory one. The business rules (per-user limit, liveness, ownership, bounds) live in
+// SQL functions in supabase/migrations/, so every backend calls the same rules; users cannot write the
+// tables except through those functions (20261201000000_writes_through_functions.sql).
 import type { Identity } from '../auth/identity';
 
 export type StoredStatus = 'connected' | 'disconnected' | 'expired';
@@ -86,7 +87,8 @@ export class ThreadNotFound extends Error {
 /**
  * The chat tool's conversation memory (`mcp_threads` / `mcp_thread_messages`). The same three
  * backends implement it; the rules (ownership, order, limits) are the mcp_thread_* SQL functions in
- * supabase/migrations/20261124000200_mcp_threads.sql, which memoryStore.ts mirrors for local mode.
+ * supabase/migrations/ (20261124000200_mcp_threads.sql, bounded by 20261201000000_writes_through_functions.sql),
+ * which memoryStore.ts mirrors for local mode.
  */
 export interface ThreadStore {
   /** A new thread of the caller; resolves with its id (the continuation_id). */

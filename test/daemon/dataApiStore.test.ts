@@ -141,7 +141,7 @@ describe('Data API: test/postgrest answers like PostgREST', function () {
   it('a set-returning function answers a JSON array of row objects; a scalar one its JSON value', async function () {
     const sid = randomUUID();
     const headers = await asUser();
-    const claim = await post('mcp_claim_session', { p_session_id: sid, p_max_per_user: 5, p_metadata: { a: 1 } }, headers);
+    const claim = await post('mcp_claim_session', { p_session_id: sid, p_max_per_user: 5, p_metadata: { daemon_id: 'd', pid: 1 } }, headers);
     assert.equal(claim.status, 200);
     assert.deepEqual(claim.body, [{ claimed: true, active: 1 }]);
     assert.equal((await post('mcp_touch_session', { p_session_id: sid }, headers)).body, true);
@@ -150,7 +150,7 @@ describe('Data API: test/postgrest answers like PostgREST', function () {
     assert.equal(list.status, 200);
     assert.equal(list.body.length, 1);
     assert.equal(list.body[0].session_id, sid);
-    assert.deepEqual(list.body[0].metadata, { a: 1 });
+    assert.deepEqual(list.body[0].metadata, { daemon_id: 'd', instance: null, client_version: null, pid: 1 });
     assert.match(list.body[0].created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00$/, 'timestamptz as Postgres JSON renders it');
   });
 
@@ -196,7 +196,7 @@ describe('Data API: test/postgrest answers like PostgREST', function () {
     const j = await asUser(JAZEEL);
     const m = await asUser(MICHELLE);
     const sid = randomUUID();
-    await post('mcp_claim_session', { p_session_id: sid, p_max_per_user: 5, p_metadata: {} }, m);
+    await post('mcp_claim_session', { p_session_id: sid, p_max_per_user: 5, p_metadata: { daemon_id: 'd' } }, m);
     const get = async (headers: Record<string, string>, query: string) => {
       const res = await fetch(`${rest.restUrl}/mcp_sessions?${query}`, { headers });
       return { status: res.status, body: await res.json() };
@@ -347,7 +347,7 @@ describe('DataApiSessionStore (Supabase Data API with the user\'s own JWT)', fun
     assert.match(raised.message, /^Supabase rejected the mcp_close_session call \(HTTP 400, 22023\)/);
   });
 
-  it('recoverAbandoned returns 0 without a request (it cannot run as a user; rows of a dead daemon read stale after 180 s)', async function () {
+  it('recoverAbandoned returns 0 without a request (it cannot run as a user; rows of a dead daemon read stale after 45 s)', async function () {
     const before = rest.requests().length;
     assert.equal(await store.recoverAbandoned('any-daemon'), 0);
     assert.equal(rest.requests().length, before);

@@ -69,23 +69,44 @@ describe('PgSessionStore (real Postgres)', function () {
     }
   }
 
-  it('applies the migrations: table with RLS, policies and functions', async function () {
+  it('applies the migrations: table with RLS, a read-only policy, SECURITY DEFINER functions with an empty search_path', async function () {
     const [t] = await db.query(
       "select c.relrowsecurity from pg_class c where c.oid = 'public.mcp_sessions'::regclass",
     );
     assert.equal(t.relrowsecurity, true);
-    const policies = await db.query("select policyname, cmd from pg_policies where tablename = 'mcp_sessions' order by cmd");
-    assert.deepEqual(policies.map((p) => p.cmd), ['INSERT', 'SELECT', 'UPDATE']);
+    for (const table of ['mcp_sessions', 'mcp_threads', 'mcp_thread_messages']) {
+      const policies = await db.query('select cmd from pg_policies where tablename = $1 order by cmd', [table]);
+      assert.deepEqual(policies.map((p) => p.cmd), ['SELECT'], `${table}: only the read policy is left`);
+      const [grants] = await db.query(
+        `select has_table_privilege('authenticated', $1, 'SELECT') as sel, has_table_privilege('authenticated', $1, 'INSERT') as ins,
+                has_table_privilege('authenticated', $1, 'UPDATE') as upd, has_table_privilege('authenticated', $1, 'DELETE') as del,
+                has_table_privilege('anon', $1, 'SELECT,INSERT,UPDATE,DELETE') as anon`,
+        [`public.${table}`],
+      );
+      assert.deepEqual(grants, { sel: true, ins: false, upd: false, del: false, anon: false }, table);
+    }
     const fns = await db.query(
-      "select p.proname, p.prosecdef from pg_proc p where p.pronamespace = 'public'::regnamespace and p.proname like 'mcp\\_%' order by 1",
+      `select p.proname, p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner) as owner,
+              has_function_privilege('anon', p.oid, 'EXECUTE') as anon, has_function_privilege('authenticated', p.oid, 'EXECUTE') as authenticated
+         from pg_proc p where p.pronamespace = 'public'::regnamespace and p.proname like 'mcp\_%' order by 1`,
     );
     assert.deepEqual(fns.map((f) => f.proname), [
       'mcp_claim_session', 'mcp_close_session', 'mcp_disconnect_daemon_sessions', 'mcp_list_sessions',
-      'mcp_session_stale_after', 'mcp_thread_append', 'mcp_thread_create', 'mcp_thread_list', 'mcp_thread_messages', 'mcp_touch_session',
+      'mcp_session_stale_after', 'mcp_thread_append', 'mcp_thread_create', 'mcp_thread_delete', 'mcp_thread_list',
+      'mcp_thread_messages', 'mcp_touch_session',
     ]);
-    assert.ok(fns.every((f) => f.prosecdef === false), 'all functions are security invoker');
+    const [{ owner }] = await db.query("select pg_get_userbyid(relowner) as owner from pg_class where oid = 'public.mcp_sessions'::regclass");
+    for (const f of fns) {
+      assert.deepEqual(f.proconfig, ['search_path=""'], `${f.proname}: pinned empty search_path`);
+      assert.equal(f.anon, false, `${f.proname}: no EXECUTE for anon`);
+      assert.equal(f.owner, owner, `${f.proname}: owned by the tables' owner`);
+      // The constant and the daemon's own recovery run with the caller's rights; everything a user calls checks auth.uid() itself.
+      const invoker = ['mcp_session_stale_after', 'mcp_disconnect_daemon_sessions'].includes(f.proname);
+      assert.equal(f.prosecdef, !invoker, `${f.proname}: security ${invoker ? 'invoker' : 'definer'}`);
+      assert.equal(f.authenticated, f.proname !== 'mcp_disconnect_daemon_sessions', `${f.proname}: EXECUTE for authenticated`);
+    }
     const [s] = await db.query('select extract(epoch from public.mcp_session_stale_after())::int as secs');
-    assert.equal(s.secs, 180);
+    assert.equal(s.secs, 45);
   });
 
   it('mcp_close_session refuses a final status other than disconnected or expired', async function () {
@@ -99,39 +120,110 @@ describe('PgSessionStore (real Postgres)', function () {
     assert.equal((await row(sid)).connection_status, 'connected');
   });
 
-  it("RLS at the SQL level: as B, no statement reads, ends, takes over or deletes A's rows", async function () {
+  it("at the SQL level, a user writes no table directly (not even own rows) and reads only own rows; the functions never reach A's rows", async function () {
     const a = await newUser();
     const b = await newUser();
     const sidA = randomUUID();
+    const sidB = randomUUID();
     await store.claim(a, sidA, 5, meta());
-    await store.claim(b, randomUUID(), 5, meta());
+    await store.claim(b, sidB, 5, meta());
 
     await asRole('authenticated', b.claims, async (c) => {
       assert.equal((await c.query('select public.mcp_touch_session($1) as ok', [sidA])).rows[0].ok, false);
       assert.equal((await c.query("select public.mcp_close_session($1, 'expired') as ok", [sidA])).rows[0].ok, false);
       const visible = await c.query('select session_id from public.mcp_sessions');
-      assert.ok(visible.rows.every((x) => x.session_id !== sidA));
-      await c.query("update public.mcp_sessions set connection_status = 'expired'"); // no WHERE: all rows B may touch
-      const [{ n }] = (await c.query(
-        "select count(*)::int as n from public.mcp_sessions where user_id = $1", [a.userId])).rows;
-      assert.equal(n, 0);
+      assert.deepEqual(visible.rows.map((x) => x.session_id), [sidB]);
     });
     assert.equal((await row(sidA)).connection_status, 'connected');
 
-    await assert.rejects(
-      asRole('authenticated', b.claims, (c) =>
-        c.query('insert into public.mcp_sessions (session_id, user_id) values ($1, $2)', [randomUUID(), a.userId])),
-      /row-level security/,
-    );
-    await assert.rejects(
-      asRole('authenticated', b.claims, (c) =>
-        c.query("update public.mcp_sessions set user_id = $1 where user_id = $2", [a.userId, b.userId])),
-      /row-level security/,
-    );
-    await assert.rejects(
-      asRole('authenticated', b.claims, (c) => c.query('delete from public.mcp_sessions')),
-      /permission denied/,
-    );
+    const refused: [string, unknown[]][] = [
+      ['insert into public.mcp_sessions (session_id, user_id) values ($1, $2)', [randomUUID(), b.userId]],
+      ['insert into public.mcp_sessions (session_id, user_id) values ($1, $2)', [randomUUID(), a.userId]],
+      ["update public.mcp_sessions set last_active = now() - interval '1 hour' where session_id = $1", [sidB]],
+      ['update public.mcp_sessions set user_id = $1 where session_id = $2', [a.userId, sidB]],
+      ['delete from public.mcp_sessions where session_id = $1', [sidB]],
+      ['insert into public.mcp_threads (user_id, title) values ($1, $2)', [b.userId, 'x']],
+      ['update public.mcp_threads set title = $1', ['x']],
+      ['delete from public.mcp_threads', []],
+      ['delete from public.mcp_thread_messages', []],
+    ];
+    for (const [sql, params] of refused) {
+      await assert.rejects(asRole('authenticated', b.claims, (c) => c.query(sql, params)), /permission denied for table/, sql);
+    }
+    const rowB = await row(sidB);
+    assert.equal(rowB.user_id, b.userId);
+    assert.ok(Date.now() - (rowB.last_active as Date).getTime() < 60_000, 'last_active was not backdated');
+  });
+
+  it('p_max_per_user is clamped to 1000: a direct call with a huge limit inserts at most 1000 live rows', async function () {
+    this.timeout(60000);
+    const a = await newUser();
+    const results = await asRole('authenticated', a.claims, async (c) => {
+      const out: { claimed: boolean; active: number }[] = [];
+      for (let i = 0; i < 1002; i++) {
+        const { rows } = await c.query(`select claimed, active from public.mcp_claim_session(gen_random_uuid()::text, 2147483647, '{"daemon_id": "attacker"}')`);
+        out.push(rows[0]);
+      }
+      return out;
+    });
+    assert.equal(results.filter((r) => r.claimed).length, 1000);
+    assert.deepEqual(results.slice(1000), [{ claimed: false, active: 1000 }, { claimed: false, active: 1000 }]);
+  });
+
+  it('claim bounds what it stores: a lowercase UUID session id, only the daemon\'s metadata keys, each of bounded size', async function () {
+    const a = await newUser();
+    const sid = randomUUID();
+    await store.claim(a, sid, 5, meta('d-bounds', { extra: 'x'.repeat(100_000), nested: { deep: [1, 2, 3] } }));
+    assert.deepEqual((await row(sid)).metadata, { daemon_id: 'd-bounds', instance: null, client_version: '1.2.3', pid: 4242 });
+    const refusedClaims: [string, string, SessionMetadata][] = [
+      ['a session id that is no UUID', 'x'.repeat(200), meta()],
+      ['an upper-case UUID', randomUUID().toUpperCase(), meta()],
+      ['a daemon_id of 513 characters', randomUUID(), meta('d'.repeat(513))],
+      ['no daemon_id', randomUUID(), { instance: null, client_version: null, pid: 1 } as unknown as SessionMetadata],
+      ['an instance of 129 characters', randomUUID(), { ...meta(), instance: 'i'.repeat(129) }],
+      ['a client_version of 65 characters', randomUUID(), { ...meta(), client_version: 'v'.repeat(65) }],
+      ['a pid that is not an integer', randomUUID(), { ...meta(), pid: -1.5 }],
+      ['an instance that is an object', randomUUID(), { ...meta(), instance: { a: 1 } as unknown as string }],
+    ];
+    for (const [what, id, metadata] of refusedClaims) {
+      await assert.rejects(store.claim(a, id, 5, metadata), (err: unknown) => (err as { code?: string }).code === '22023', what);
+      assert.equal(await row(id), undefined, `${what}: nothing inserted`);
+    }
+  });
+
+  it('claim keeps only the 50 most recently active rows of a user that are not live; other users keep theirs', async function () {
+    this.timeout(60000);
+    const a = await newUser();
+    const b = await newUser();
+    const bSid = randomUUID();
+    await store.claim(b, bSid, 5, meta());
+    await store.close(b, bSid, 'disconnected');
+    const live = randomUUID();
+    await store.claim(a, live, 5, meta());
+    await db.query("update public.mcp_sessions set last_active = now() - interval '1 hour' where session_id = $1", [live]); // stale: also history
+    for (let i = 0; i < 60; i++) {
+      const sid = randomUUID();
+      await store.claim(a, sid, 5, meta());
+      await store.close(a, sid, i % 2 ? 'expired' : 'disconnected');
+    }
+    const current = randomUUID();
+    await store.claim(a, current, 5, meta());
+    const rows = await db.query('select session_id, connection_status from public.mcp_sessions where user_id = $1', [a.userId]);
+    assert.equal(rows.length, 51, 'the live row + 50 of history');
+    assert.ok(rows.some((r) => r.session_id === current && r.connection_status === 'connected'));
+    assert.ok(!rows.some((r) => r.session_id === live), 'the oldest (a stale row) went first');
+    assert.equal((await row(bSid))?.connection_status, 'disconnected', "B's history is untouched");
+  });
+
+  it('a heartbeat is a HOT update: it rewrites no index entry (last_active is in no index)', async function () {
+    const a = await newUser();
+    const sid = randomUUID();
+    await store.claim(a, sid, 5, meta());
+    const stats = await asRole('authenticated', a.claims, async (c) => {
+      assert.equal((await c.query('select public.mcp_touch_session($1) as ok', [sid])).rows[0].ok, true);
+      return (await c.query("select n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_xact_user_tables where relname = 'mcp_sessions'")).rows[0];
+    });
+    assert.deepEqual(stats, { upd: 1, hot: 1 });
   });
 
   it('denies anon and unauthenticated callers', async function () {
@@ -143,6 +235,11 @@ describe('PgSessionStore (real Postgres)', function () {
       asRole('anon', null, (c) => c.query("select * from public.mcp_claim_session('x', 5, '{}')")),
       /permission denied/,
     );
+    for (const sql of ["select public.mcp_touch_session('x')", "select public.mcp_close_session('x', 'expired')", "select public.mcp_thread_delete(gen_random_uuid())"]) {
+      await assert.rejects(asRole('anon', a.claims, (c) => c.query(sql)), /permission denied/, sql);
+      // authenticated without a sub claim: the function refuses by itself (it no longer leans on RLS).
+      await assert.rejects(asRole('authenticated', { role: 'authenticated' }, (c) => c.query(sql)), /no authenticated user/, sql);
+    }
     // authenticated without a sub claim: no user to claim for.
     await assert.rejects(
       asRole('authenticated', { role: 'authenticated' }, (c) => c.query("select * from public.mcp_claim_session('x', 5, '{}')")),

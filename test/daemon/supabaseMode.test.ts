@@ -160,10 +160,18 @@ describe('supabase mode daemon (JWKS + real Postgres)', function () {
     this.timeout(15000);
     await Promise.all(clients.splice(0).map((c) => c.close()));
     await Promise.all(extra.splice(0).map((d) => within(d.stop(), 12000, 'daemon stop').catch(() => d.kill9())));
-    // Every row should have its final status by now; give the daemons a moment, then clean up so the
-    // next test starts from zero live rows (tests that care about final statuses assert them themselves).
-    await waitFor(async () => (await liveConnected()) === 0, 3000, 'all rows closed').catch(() => {});
-    await db.query("update public.mcp_sessions set connection_status = 'disconnected' where connection_status = 'connected'");
+    // Every connection of this test is closed and every extra daemon stopped, so each row must have its
+    // final status. A row left `connected` (and still fresh) is a leak: fail, naming it.
+    try {
+      await waitFor(async () => (await liveConnected()) === 0, 5000, 'all rows closed');
+    } catch (err) {
+      const left = await db.query(
+        `select session_id, metadata->>'daemon_id' as daemon_id, metadata->>'instance' as instance, last_active
+           from public.mcp_sessions
+          where connection_status = 'connected' and last_active > now() - public.mcp_session_stale_after()`,
+      );
+      throw new Error(`${(err as Error).message}: rows left connected after "${this.currentTest?.title}": ${JSON.stringify(left)}`);
+    }
   });
 
   after(async function () {

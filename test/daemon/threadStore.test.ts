@@ -2,14 +2,15 @@
 //   - PgSessionStore (direct Postgres, a fresh PostgreSQL 15 database with supabase/migrations),
 //   - DataApiSessionStore through test/postgrest with tokens from the GoTrue-compatible test server,
 //   - MemorySessionStore (local mode).
-// The rules are the mcp_thread_* functions of supabase/migrations/20261124000200_mcp_threads.sql;
-// the memory store mirrors them. Plus the anon role being refused, on both database backends.
+// The rules are the mcp_thread_* functions of supabase/migrations/ (20261124000200_mcp_threads.sql, with
+// the bounds of 20261201000000_writes_through_functions.sql); the memory store mirrors them. Plus the anon
+// role being refused, on both database backends (local mode has no roles: the suite says so).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import type { Identity } from '../../server/auth/identity';
 import { DataApiSessionStore } from '../../server/sessions/dataApiStore';
-import { MemorySessionStore, MESSAGES_KEPT_PER_THREAD } from '../../server/sessions/memoryStore';
+import { BYTES_KEPT_PER_THREAD, MemorySessionStore, MESSAGES_KEPT_PER_THREAD, THREADS_KEPT_PER_USER } from '../../server/sessions/memoryStore';
 import { PgSessionStore } from '../../server/sessions/pgStore';
 import { ThreadNotFound, type ThreadStore } from '../../server/sessions/store';
 import { startDataApiFixture } from '../helpers/dataApi';
@@ -34,7 +35,8 @@ async function rejectsNotFound(p: Promise<unknown>, threadId: string): Promise<v
   });
 }
 
-function describeThreadStore(name: string, makeHarness: () => Promise<ThreadHarness>): void {
+/** `anonNotApplicable`: why the anon-role case cannot run on this backend (printed as the skipped test's title). */
+function describeThreadStore(name: string, makeHarness: () => Promise<ThreadHarness>, anonNotApplicable?: string): void {
   describe(`ThreadStore behaviour: ${name}`, function () {
     this.timeout(30000);
     let h: ThreadHarness;
@@ -119,11 +121,61 @@ function describeThreadStore(name: string, makeHarness: () => Promise<ThreadHarn
       await rejectsNotFound(store.threadMessages(a, 'not-a-uuid', 5), 'not-a-uuid');
     });
 
-    it('refuses the anon role', async function () {
-      if (!h.anonAttempt) this.skip();
-      const outcomes = await h.anonAttempt!();
-      assert.ok(outcomes.length > 0);
-      for (const o of outcomes) assert.match(o, /refused/, o);
+    if (anonNotApplicable) {
+      it.skip(`refuses the anon role — not applicable: ${anonNotApplicable}`);
+    } else {
+      it('refuses the anon role', async function () {
+        assert.ok(h.anonAttempt, 'a database backend must try the anon role');
+        const outcomes = await h.anonAttempt();
+        assert.ok(outcomes.length > 0);
+        for (const o of outcomes) assert.match(o, /refused/, o);
+      });
+    }
+
+    it(`keeps the ${THREADS_KEPT_PER_USER} newest threads of a user (older ones go with their messages); other users keep theirs`, async function () {
+      this.timeout(60000);
+      const a = await h.newUser();
+      const b = await h.newUser();
+      const bThread = await store.createThread(b, 'b');
+      const first = await store.createThread(a, 'the oldest');
+      await store.appendMessage(a, first, 'user', 'goes with its thread');
+      for (let i = 1; i < THREADS_KEPT_PER_USER; i++) await (i % 2 ? store : store2).createThread(a, `t${i}`);
+      assert.equal((await store.listThreads(a)).length, THREADS_KEPT_PER_USER, 'at the bound, nothing is dropped');
+      const newest = await store.createThread(a, 'one too many');
+      const list = await store2.listThreads(a);
+      assert.equal(list.length, THREADS_KEPT_PER_USER);
+      assert.equal(list[0].id, newest);
+      assert.ok(!list.some((t) => t.id === first), 'the oldest thread is gone');
+      await rejectsNotFound(store.threadMessages(a, first, 5), first);
+      const stored = await h.storedMessages(first);
+      if (stored) assert.deepEqual(stored, [], 'its messages went with it');
+      assert.deepEqual((await store.listThreads(b)).map((t) => t.id), [bThread]);
+    });
+
+    it(`a thread keeps its newest ${MESSAGES_KEPT_PER_THREAD} messages`, async function () {
+      this.timeout(60000);
+      const a = await h.newUser();
+      const id = await store.createThread(a, 'long');
+      for (let i = 0; i < MESSAGES_KEPT_PER_THREAD + 3; i++) await store.appendMessage(a, id, i % 2 ? 'assistant' : 'user', `m${i}`);
+      const all = await store2.threadMessages(a, id, 1000);
+      assert.equal(all.length, MESSAGES_KEPT_PER_THREAD);
+      assert.equal(all[0].content, 'm3');
+      assert.equal(all.at(-1)!.content, `m${MESSAGES_KEPT_PER_THREAD + 2}`);
+      assert.equal((await store.listThreads(a))[0].message_count, MESSAGES_KEPT_PER_THREAD);
+    });
+
+    it(`a thread keeps at most ${BYTES_KEPT_PER_THREAD} bytes of content (UTF-8), dropping its oldest messages`, async function () {
+      this.timeout(60000);
+      const a = await h.newUser();
+      const id = await store.createThread(a, 'big');
+      // 450,000 characters, 900,000 bytes each: three are 1.35 M characters but 2.7 MB.
+      const big = (tag: string) => tag + 'é'.repeat(450_000 - 1);
+      for (const tag of ['1', '2', '3']) await store.appendMessage(a, id, 'user', big(tag));
+      const kept = await store2.threadMessages(a, id, 10);
+      assert.deepEqual(kept.map((m) => m.content[0]), ['2', '3'], 'the oldest went');
+      assert.ok(kept.every((m) => m.content.length === 450_000));
+      await store.appendMessage(a, id, 'assistant', 'small');
+      assert.deepEqual((await store.threadMessages(a, id, 10)).map((m) => m.content[0]), ['2', '3', 's'], 'under the bound, nothing more goes');
     });
   });
 }
@@ -152,6 +204,7 @@ describeThreadStore('PgSessionStore (direct Postgres)', async () => {
           'select * from public.mcp_thread_list()',
           `select * from public.mcp_thread_messages('${randomUUID()}', 5)`,
           `select public.mcp_thread_append('${randomUUID()}', 'user', 'x')`,
+          `select public.mcp_thread_delete('${randomUUID()}')`,
           'select * from public.mcp_threads',
           'select * from public.mcp_thread_messages',
         ]) {
@@ -191,6 +244,7 @@ describeThreadStore('DataApiSessionStore (test PostgREST + test auth server toke
         ['mcp_thread_list', {}],
         ['mcp_thread_messages', { p_thread_id: randomUUID(), p_limit: 5 }],
         ['mcp_thread_append', { p_thread_id: randomUUID(), p_role: 'user', p_content: 'x' }],
+        ['mcp_thread_delete', { p_thread_id: randomUUID() }],
       ] as const) {
         const res = await fetch(`${rest.restUrl}/rpc/${fn}`, {
           method: 'POST',
@@ -218,17 +272,4 @@ describeThreadStore('MemorySessionStore (local mode)', async () => {
     storedMessages: async () => null,
     async close() {},
   };
-});
-
-describe('MemorySessionStore thread bounds', function () {
-  it(`keeps only the last ${MESSAGES_KEPT_PER_THREAD} messages of a thread`, async function () {
-    const store = new MemorySessionStore();
-    const me: Identity = { userId: 'local:me', email: null, authSessionId: null, expiresAt: null, claims: {}, accessToken: 'x' };
-    const id = await store.createThread(me, 't');
-    for (let i = 0; i < MESSAGES_KEPT_PER_THREAD + 30; i++) await store.appendMessage(me, id, 'user', `m${i}`);
-    const all = await store.threadMessages(me, id, 1000);
-    assert.equal(all.length, MESSAGES_KEPT_PER_THREAD);
-    assert.equal(all[0].content, 'm30');
-    assert.equal((await store.listThreads(me))[0].message_count, MESSAGES_KEPT_PER_THREAD);
-  });
-});
+}, 'local mode has no database roles: the daemon hands this store only the one local OS user, never an anonymous caller');

@@ -1,7 +1,10 @@
 // A PostgREST-compatible endpoint for tests: node:http on 127.0.0.1 serving /rest/v1 as the Supabase
 // gateway + PostgREST do, on a real PostgreSQL, for what the daemon uses:
 //   POST /rest/v1/rpc/<fn>             functions, the JSON body's keys as named arguments
-//   GET|PATCH /rest/v1/<table>?select=… simple table reads/updates with `col=eq.value` filters
+//   GET|PATCH|DELETE /rest/v1/<table>?… simple table reads/updates/deletes with `col=eq.value` filters
+//   POST /rest/v1/<table>               inserts (a JSON object or an array of objects)
+// Tables run exactly like functions: as the role from the JWT, so the grants and RLS decide (a
+// missing grant is 42501: 403 for a signed-in role, 401 for anon).
 // and, optionally, /auth/v1/* proxied to an auth server so one base URL serves both.
 //
 //   const rest = await startPostgrest({ databaseUrl: db.url, jwksUrl, jwtSecret, anonKey });
@@ -21,6 +24,10 @@
 // - src/library/PostgREST/Query/QueryBuilder.hs callPlanToQuery + SqlFragment.hs asJsonF: arguments
 //   via json_to_record(body) + LATERAL call with `name := pgrst_body.name`; a scalar function answers
 //   its JSON value, a set-returning one a JSON array of rows.
+// - src/library/PostgREST/Query/QueryBuilder.hs mutatePlanToQuery: INSERT … SELECT from
+//   json_populate_recordset(null::<table>, <body as an array>), columns = the first object's keys;
+//   DELETE … WHERE <filters>. src/library/PostgREST/Response.hs: POST 201, DELETE/PATCH 204 (or 200
+//   and the rows with `Prefer: return=representation`).
 // - src/library/PostgREST/Error.hs: JWT errors PGRST301 (decode) / PGRST303 (claims, e.g. "JWT
 //   expired") as 401 with WWW-Authenticate; mapSQLtoHTTP for SQLSTATEs (42501 -> 403 when the role is
 //   not anon, else 401; 42883 -> 404; P0001 -> 400; 08xxx -> 503; …); body {code,message,details,hint}.
@@ -201,10 +208,10 @@ export async function startPostgrest(options: PostgrestOptions): Promise<Postgre
         return sendRaw(res, ...(await callFunction(ctx, rec.fn, args)));
       }
       if (req.method === 'GET') return sendRaw(res, ...(await readTable(ctx, rest, u.searchParams)));
-      if (req.method === 'PATCH') {
-        const prefer = String(req.headers.prefer ?? '');
-        return sendRaw(res, ...(await updateTable(ctx, rest, u.searchParams, parseJson(rawBody, true), /return=representation/.test(prefer))));
-      }
+      const representation = /return=representation/.test(String(req.headers.prefer ?? ''));
+      if (req.method === 'PATCH') return sendRaw(res, ...(await updateTable(ctx, rest, u.searchParams, parseJson(rawBody, true), representation)));
+      if (req.method === 'POST') return sendRaw(res, ...(await insertTable(ctx, rest, parseJson(rawBody, true), representation)));
+      if (req.method === 'DELETE') return sendRaw(res, ...(await deleteTable(ctx, rest, u.searchParams, representation)));
       throw new HttpError(405, { code: 'PGRST117', message: `Unsupported HTTP method: ${req.method}`, details: null, hint: null });
     } catch (err) {
       if (err instanceof HttpError) {
@@ -392,6 +399,40 @@ export async function startPostgrest(options: PostgrestOptions): Promise<Postgre
     });
   }
 
+  /** POST /<table> with a JSON object or array of objects; 201 (with the rows for Prefer: return=representation). */
+  async function insertTable(ctx: TxContext, table: string, body: unknown, representation: boolean): Promise<[number, string]> {
+    await tableExists(table);
+    const rows = Array.isArray(body) ? body : [body];
+    const first = rows[0];
+    if (rows.length === 0 || !rows.every(isObject) || !isObject(first) || Object.keys(first).length === 0 || Object.keys(first).some((k) => !IDENT.test(k))) {
+      throw new HttpError(400, { code: 'PGRST102', message: 'Empty or invalid json', details: null, hint: null });
+    }
+    const cols = Object.keys(first).map(ident).join(', ');
+    const qt = `${ident(SCHEMA)}.${ident(table)}`;
+    const sql = `with pgrst_insert as (
+                   insert into ${qt} (${cols})
+                   select ${Object.keys(first).map((k) => `pgrst_body.${ident(k)}`).join(', ')}
+                     from json_populate_recordset(null::${qt}, $1::json) pgrst_body
+                   returning ${qt}.*)
+                 select coalesce(json_agg(_postgrest_t), '[]')::text as body from (select * from pgrst_insert) _postgrest_t`;
+    return inTransaction(ctx, false, async (c) => {
+      const { rows: out } = await c.query<{ body: string }>(sql, [JSON.stringify(rows)]);
+      return [201, representation ? out[0].body : ''];
+    });
+  }
+
+  /** DELETE /<table>?col=eq.v; 204, or 200 with the deleted rows for Prefer: return=representation. */
+  async function deleteTable(ctx: TxContext, table: string, params: URLSearchParams, representation: boolean): Promise<[number, string]> {
+    await tableExists(table);
+    const { where, values } = filters(params, 1);
+    const sql = `with pgrst_delete as (delete from ${ident(SCHEMA)}.${ident(table)} pgrst_t${where} returning pgrst_t.*)
+                 select coalesce(json_agg(_postgrest_t), '[]')::text as body from (select * from pgrst_delete) _postgrest_t`;
+    return inTransaction(ctx, false, async (c) => {
+      const { rows } = await c.query<{ body: string }>(sql, values);
+      return representation ? [200, rows[0].body] : [204, ''];
+    });
+  }
+
   function proxy(req: http.IncomingMessage, res: http.ServerResponse, target: URL): void {
     const upstream = http.request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
@@ -506,8 +547,8 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
 }
 
 function sendRaw(res: http.ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-  if (status === 204) {
-    res.writeHead(204, headers).end();
+  if (status === 204 || body === '') {
+    res.writeHead(status, headers).end();
     return;
   }
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(body);
