@@ -1,5 +1,7 @@
 // One fresh database per test file on the real PostgreSQL 15 started by scripts/postgres.sh:
-// the plain-Postgres auth fixture, then every migration in supabase/migrations/, in order.
+// the plain-Postgres auth fixture, then every migration in supabase/migrations/, in order. As on
+// Supabase, where `postgres` runs the migrations and is no superuser, they run as MIGRATION_ROLE (no
+// superuser, no BYPASSRLS), which therefore owns the tables and the SECURITY DEFINER functions.
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -16,6 +18,28 @@ export interface TestDatabase {
   /** Inserts auth.users rows. */
   addUser(id: string, email: string): Promise<void>;
   drop(): Promise<void>;
+}
+
+/** The role that runs the migrations (and so owns what they create); cluster-wide, shared by test runs. */
+export const MIGRATION_ROLE = 'exai_test_migrator';
+
+/** Creates MIGRATION_ROLE if missing. Safe to run concurrently from several test processes. */
+async function ensureMigrationRole(client: Client): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query(`do $$ begin
+        if not exists (select from pg_roles where rolname = '${MIGRATION_ROLE}') then
+          create role ${MIGRATION_ROLE} nologin nosuperuser nobypassrls;
+        end if;
+      end $$`);
+      return;
+    } catch (err) {
+      // Two test processes creating the same cluster-wide role at once.
+      const code = (err as { code?: string }).code;
+      if (attempt >= 5 || !['42710', '23505', 'XX000', '40001', '40P01'].includes(code ?? '')) throw err;
+      await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
+    }
+  }
 }
 
 export function migrationFiles(): string[] {
@@ -35,6 +59,11 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const client = new Client({ connectionString: url.toString() });
   await client.connect();
   await client.query(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'plain-postgres-auth.sql'), 'utf8'));
+  await ensureMigrationRole(client);
+  // What Supabase's `postgres` may do that the migrations need: create in public, reference auth.users.
+  await client.query(`grant create, usage on schema public to ${MIGRATION_ROLE}; grant usage on schema auth to ${MIGRATION_ROLE};
+                      grant references, select on auth.users to ${MIGRATION_ROLE}`);
+  await client.query(`set role ${MIGRATION_ROLE}`);
   for (const file of migrationFiles()) {
     try {
       await client.query(fs.readFileSync(file, 'utf8'));
@@ -42,6 +71,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       throw new Error(`migration ${path.basename(file)} failed: ${(err as Error).message}`);
     }
   }
+  await client.query('reset role');
   return {
     url: url.toString(),
     name,
