@@ -121,7 +121,8 @@ describe('Writes only through the SQL functions: a signed-in user calling the Da
     assert.deepEqual((await store.listOwn(a)).map((r) => r.connection_status), ['connected', 'connected']);
   });
 
-  it('the functions called directly: a huge limit, foreign sessions, unbounded metadata and bad ids get nowhere', async function () {
+  // The clamp of p_max_per_user to 1000 takes 1000 claims to show: test/daemon/pgStore.test.ts.
+  it('the functions called directly: no caller-set time, no foreign session, no unbounded metadata or content, no bad id', async function () {
     const a = await f.newUser();
     const b = await f.newUser();
     const [store] = f.stores;
