@@ -1,5 +1,6 @@
 // Command-line flags and environment variables -> one validated DaemonConfig.
 // A bad or missing setting becomes ConfigError with one sentence that names the setting.
+import crypto from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +24,8 @@ export interface DaemonConfig {
   stateDir: string;
   /** Identifies this daemon across restarts, so a restart can close the rows its previous instance left. */
   daemonId: string;
+  /** Accept tokens of anonymous Supabase users (EXAI_ALLOW_ANONYMOUS; default false). */
+  allowAnonymous: boolean;
   helloTimeoutMs: number;
   /** How often live connections refresh `last_active` (the liveness heartbeat). */
   heartbeatSec: number;
@@ -89,7 +92,7 @@ export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079
   [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
-  EXAI_DAEMON_ID, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
+  EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
   KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL`;
 
@@ -98,6 +101,18 @@ function integer(name: string, raw: string | undefined, fallback: number, min: n
   const value = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${raw}").`);
   return value;
+}
+
+/** Stored in each session's metadata; the SQL functions refuse more than 512 characters. */
+function daemonId(value: string): string {
+  if (value.length > 512) throw new ConfigError(`EXAI_DAEMON_ID is ${value.length} characters long; use at most 512 (it is stored with every session row).`);
+  return value;
+}
+
+/** `<hostname>:<state dir>`, with the directory hashed when the whole would not fit in 512 characters. */
+function defaultDaemonId(stateDir: string): string {
+  const id = `${os.hostname()}:${stateDir}`;
+  return id.length <= 512 ? id : `${os.hostname().slice(0, 255)}:sha256:${crypto.createHash('sha256').update(stateDir).digest('hex')}`;
 }
 
 function boolean(name: string, raw: string | undefined): boolean {
@@ -179,7 +194,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxConnectionsPerUser: integer('MCP_MAX_CONNECTIONS_PER_USER', env.MCP_MAX_CONNECTIONS_PER_USER, 5, 1, 1000),
     logDir,
     stateDir,
-    daemonId: env.EXAI_DAEMON_ID || `${os.hostname()}:${stateDir}`,
+    daemonId: env.EXAI_DAEMON_ID ? daemonId(env.EXAI_DAEMON_ID) : defaultDaemonId(stateDir),
+    allowAnonymous: boolean('EXAI_ALLOW_ANONYMOUS', env.EXAI_ALLOW_ANONYMOUS),
     helloTimeoutMs: integer('EXAI_HELLO_TIMEOUT_MS', env.EXAI_HELLO_TIMEOUT_MS, 10_000, 100, 600_000),
     // At most a third of the liveness bound (public.mcp_session_stale_after(), 45 s): a live row must
     // survive two missed heartbeats without reading `stale`.

@@ -30,6 +30,12 @@ export interface SupabaseJwtVerifierOptions {
   jwksCooldownMs?: number;
   /** Timeout of one JWKS HTTP request. Default 5 s (jose's default). */
   jwksTimeoutMs?: number;
+  /**
+   * Accept tokens of anonymous Supabase users (`is_anonymous: true`). Default false: anyone can
+   * create an anonymous user with the public anon key, so accepting them opens a hosted daemon (and
+   * its provider keys) to everybody. EXAI_ALLOW_ANONYMOUS=true opts in.
+   */
+  allowAnonymous?: boolean;
 }
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256'];
@@ -54,8 +60,10 @@ export class SupabaseJwtVerifier implements TokenVerifier {
   private readonly secret: Uint8Array | null;
   private readonly clockTolerance: number;
   private readonly jwks: JWTVerifyGetKey;
+  private readonly allowAnonymous: boolean;
 
   constructor(options: SupabaseJwtVerifierOptions) {
+    this.allowAnonymous = options.allowAnonymous ?? false;
     const base = options.supabaseUrl.trim().replace(/\/+$/, '');
     let parsed: URL;
     try {
@@ -151,6 +159,12 @@ export class SupabaseJwtVerifier implements TokenVerifier {
       throw invalid(
         `The access token's role is ${describeValue(payload.role)}, not 'authenticated', so it does not belong to a signed-in user. ` +
           'Sign in to get a user access token.',
+      );
+    }
+    if (payload.is_anonymous === true && !this.allowAnonymous) {
+      throw invalid(
+        'This token belongs to an anonymous (guest) Supabase user, and this daemon accepts only signed-in accounts. ' +
+          'Sign in with email, a code or GitHub; an operator who wants guests sets EXAI_ALLOW_ANONYMOUS=true.',
       );
     }
     const sub = payload.sub;

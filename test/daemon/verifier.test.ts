@@ -199,6 +199,15 @@ describe('SupabaseJwtVerifier', () => {
       await assertRejected(verifier, key, 'token_invalid', /service_role key/);
     });
 
+    it('a token of an anonymous Supabase user (is_anonymous: true), unless the operator opts in', async () => {
+      const token = await mint({ claims: { is_anonymous: true, email: undefined } });
+      await assertRejected(verifier, token, 'token_invalid', /anonymous \(guest\) Supabase user.*EXAI_ALLOW_ANONYMOUS=true/);
+      const optedIn = new SupabaseJwtVerifier({ supabaseUrl: jwks.url, allowAnonymous: true });
+      assert.equal((await optedIn.verify(token)).userId, JAZEEL.id);
+      // is_anonymous: false is an ordinary signed-in user.
+      assert.equal((await verifier.verify(await mint({ claims: { is_anonymous: false } }))).userId, JAZEEL.id);
+    });
+
     it('a token without sub', async () => {
       const token = await mint({ claims: { sub: undefined } });
       await assertRejected(verifier, token, 'token_invalid', /no sub claim/);

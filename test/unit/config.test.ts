@@ -52,6 +52,21 @@ describe('loadConfig', function () {
     assert.equal(c.idleExitSec, 30);
   });
 
+  it('refuses anonymous Supabase users unless EXAI_ALLOW_ANONYMOUS=true', function () {
+    assert.equal(loadConfig([], {}).allowAnonymous, false);
+    assert.equal(loadConfig([], { EXAI_ALLOW_ANONYMOUS: 'true' }).allowAnonymous, true);
+    assert.match(configError([], { EXAI_ALLOW_ANONYMOUS: 'yes' }), /EXAI_ALLOW_ANONYMOUS must be true or false/);
+  });
+
+  it('bounds EXAI_DAEMON_ID to what a session row stores (512 characters), and hashes a long default', function () {
+    assert.equal(loadConfig([], { EXAI_DAEMON_ID: 'd'.repeat(512) }).daemonId, 'd'.repeat(512));
+    assert.match(configError([], { EXAI_DAEMON_ID: 'd'.repeat(513) }), /EXAI_DAEMON_ID is 513 characters long; use at most 512/);
+    const longState = '/tmp/' + 's'.repeat(600);
+    const id = loadConfig([], { EXAI_STATE_DIR: longState }).daemonId;
+    assert.ok(id.length <= 512 && id.includes(':sha256:'), id);
+    assert.equal(id, loadConfig([], { EXAI_STATE_DIR: longState }).daemonId, 'the same state directory gives the same id across restarts');
+  });
+
   it('treats empty environment values as unset for numbers and URLs', function () {
     const c = loadConfig([], { EXAI_WS_PORT: '', MCP_SESSION_TIMEOUT: '', SUPABASE_URL: '', DATABASE_URL: '', MCP_ENABLE_MULTI_USER: '' });
     assert.equal(c.port, 8079);
