@@ -370,7 +370,7 @@ export class Connection {
     if (done?.kept) return this.sendText(done.text);
     if (done) {
       return this.send({ op: 'call_tool_res', request_id: id, ok: false,
-        error: { code: ErrorCode.resultUnavailable, message: `The result of request ${id} was not kept (results are kept within a memory bound, and this one was too big or too old); send the call again with a new request_id to run it again.` } });
+        error: { code: ErrorCode.resultUnavailable, message: `The result of request ${id} is no longer available: the daemon keeps finished results within a memory bound, and this one was too big or was dropped to make room. Send the call again with a new request_id to run it again.` } });
     }
     const running = this.inflight.get(id);
     if (running) {
