@@ -11,7 +11,7 @@ import { JAZEEL, mintAccessToken, startJwksServer, type JwksServer } from '../he
 import { readDiscovery } from '../../server/auth/localMode';
 import type { HelloAck } from '../../server/protocol';
 
-const TICK_MS = 300;
+const TICK_MS = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
   let timer: NodeJS.Timeout;
@@ -101,7 +101,7 @@ describe('idle timeout counts work, not keepalives', function () {
       await closedDespite(client, () => every(client, (n) => client.send({ op: 'cancel', request_id: `nothing-${n}` })));
     });
 
-    it('call_tool counts: a window calling a tool every 300 ms (and pinging) stays open, then times out', async function () {
+    it('call_tool counts: a window calling a tool every 200 ms (and pinging) stays open, then times out', async function () {
       const client = await open('vscode-calling');
       await staysOpenWhile(client, () => {
         const stopPings = pingLikeTheExtension(client);
