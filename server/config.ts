@@ -19,6 +19,7 @@ export interface DaemonConfig {
   sessionStore: 'memory' | 'postgres' | 'data-api';
   /** Idle seconds before a connection is closed and its row marked `expired`. */
   sessionTimeoutSec: number;
+  /** Live connections one user may hold (supabase mode: counted in Postgres across daemons). */
   maxConnectionsPerUser: number;
   logDir: string;
   stateDir: string;
@@ -31,6 +32,8 @@ export interface DaemonConfig {
   heartbeatSec: number;
   maxPayloadBytes: number;
   maxInflightPerConnection: number;
+  /** Bytes of replies that may wait for a client that does not read them before its connection closes (4010). */
+  maxBufferedBytes: number;
   /** Local mode: exit after this many seconds with no connection (0 = never). */
   idleExitSec: number;
   /** Serve HTTPS + WSS on the one port with these PEM files (null: plain HTTP + WS). */
@@ -91,10 +94,27 @@ const FLAGS = {
 export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079] [--mode local|supabase]
   [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
-  DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
+  DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_MAX_BUFFERED_BYTES, EXAI_LOG_DIR, EXAI_STATE_DIR,
   EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
   KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL`;
+
+/** Hosted default: a fair share of a daemon many users connect to. */
+export const DEFAULT_MAX_CONNECTIONS_PER_USER = 5;
+/**
+ * Local mode: one OS user owns every window, so there is no per-user quota to enforce; this only
+ * stops a runaway client from opening sockets without end.
+ */
+export const LOCAL_MAX_CONNECTIONS_PER_USER = 10_000;
+/**
+ * The setting's ceiling in supabase mode: public.mcp_claim_session clamps the limit to 1000 (a user
+ * calling it directly must not hold more live rows), so a higher setting would be silently ignored.
+ * It is a per-account limit; it does not cap a daemon's total (400 users x 5 = 2,000 connections).
+ */
+export const HOSTED_MAX_CONNECTIONS_PER_USER_CEILING = 1000;
+/** Local mode (memory store, one OS user): far above any one machine's windows and agents. */
+export const MAX_CONNECTIONS_PER_USER_CEILING = 1_000_000;
+export const DEFAULT_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return fallback;
@@ -191,7 +211,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     // Both set: DATABASE_URL wins (main.ts logs it).
     sessionStore: mode === 'local' ? 'memory' : databaseUrl ? 'postgres' : 'data-api',
     sessionTimeoutSec: integer('MCP_SESSION_TIMEOUT', env.MCP_SESSION_TIMEOUT, 3600, 1, 30 * 24 * 3600),
-    maxConnectionsPerUser: integer('MCP_MAX_CONNECTIONS_PER_USER', env.MCP_MAX_CONNECTIONS_PER_USER, 5, 1, 1000),
+    maxConnectionsPerUser: integer('MCP_MAX_CONNECTIONS_PER_USER', env.MCP_MAX_CONNECTIONS_PER_USER,
+      mode === 'local' ? LOCAL_MAX_CONNECTIONS_PER_USER : DEFAULT_MAX_CONNECTIONS_PER_USER, 1,
+      mode === 'local' ? MAX_CONNECTIONS_PER_USER_CEILING : HOSTED_MAX_CONNECTIONS_PER_USER_CEILING),
     logDir,
     stateDir,
     daemonId: env.EXAI_DAEMON_ID ? daemonId(env.EXAI_DAEMON_ID) : defaultDaemonId(stateDir),
@@ -202,6 +224,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     heartbeatSec: integer('EXAI_HEARTBEAT_SECONDS', env.EXAI_HEARTBEAT_SECONDS, 15, 1, 15),
     maxPayloadBytes: 4 * 1024 * 1024,
     maxInflightPerConnection: 64,
+    maxBufferedBytes: integer('EXAI_MAX_BUFFERED_BYTES', env.EXAI_MAX_BUFFERED_BYTES, DEFAULT_MAX_BUFFERED_BYTES, 64 * 1024, 1024 * 1024 * 1024),
     idleExitSec: integer('EXAI_IDLE_EXIT_SECONDS', env.EXAI_IDLE_EXIT_SECONDS, 0, 0, 7 * 24 * 3600),
     tls,
     behindProxy,

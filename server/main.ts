@@ -18,6 +18,7 @@ import { Providers } from './tools/providers';
 import { createThreadsTool } from './tools/threads';
 import { ToolRegistry } from './tools/registry';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
+import { ResultBudget } from './transport/recentResults';
 import { loadTls, type LoadedTls } from './transport/tls';
 import { VERSION } from './version';
 
@@ -109,7 +110,9 @@ async function main(): Promise<void> {
         heartbeatSec: config.heartbeatSec,
         maxConnectionsPerUser: config.maxConnectionsPerUser,
         maxInflight: config.maxInflightPerConnection,
+        maxBufferedBytes: config.maxBufferedBytes,
       },
+      resultBudget: new ResultBudget(),
       verifier,
       store,
       tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),

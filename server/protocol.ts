@@ -19,6 +19,8 @@ export const CloseCode = {
   sessionEnded: 4006, // the session row was ended outside this connection
   tooManyConnections: 4008,
   protocolUnsupported: 4009,
+  clientNotReading: 4010, // replies piled up past EXAI_MAX_BUFFERED_BYTES: the client stopped reading
+  tooBig: 1009, // more than MAX_BYTES_BEFORE_HELLO_ACK before hello_ack (ws also uses it past maxPayload)
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -43,6 +45,9 @@ export const ErrorCode = {
   toolFailed: 'tool_failed',
   shuttingDown: 'shutting_down',
   sessionEnded: 'session_ended',
+  frameTooLarge: 'frame_too_large',
+  clientNotReading: 'client_not_reading',
+  resultUnavailable: 'result_unavailable',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -51,14 +56,32 @@ export interface WireError {
   message: string;
 }
 
+/** `text`, cut to `max` characters with a note of how much was left out. */
+export function shortened(text: string, max = MAX_ERROR_MESSAGE_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters left out)`;
+}
+
 // ---------------------------------------------------------------- client -> daemon
 
-const requestId = z.string().min(1).max(128);
+export const MAX_REQUEST_ID_CHARS = 128;
+export const MAX_TOKEN_CHARS = 16 * 1024;
+/**
+ * Bytes a socket may send before the daemon answers its hello. The largest valid hello is under
+ * 17 KiB on the wire (a token of MAX_TOKEN_CHARS ASCII characters, instance <= 128 and version <= 64
+ * characters, the field names, a 14-byte frame header); twice that leaves room for WebSocket pings
+ * and small frames sent right behind the hello. More closes the socket with 1009 before the frame
+ * that crossed the bound is ever parsed.
+ */
+export const MAX_BYTES_BEFORE_HELLO_ACK = 32 * 1024;
+/** Error messages (zod's included) are cut to this many characters: bad input is never echoed back whole. */
+export const MAX_ERROR_MESSAGE_CHARS = 1000;
+
+export const RequestId = z.string().min(1).max(MAX_REQUEST_ID_CHARS);
 
 export const HelloFrame = z.object({
   op: z.literal('hello'),
   protocol: z.number().int(),
-  token: z.string().min(1).max(16 * 1024),
+  token: z.string().min(1).max(MAX_TOKEN_CHARS),
   client: z
     .object({
       instance: z.string().max(128).optional(),
@@ -68,16 +91,23 @@ export const HelloFrame = z.object({
 });
 export type HelloFrame = z.infer<typeof HelloFrame>;
 
-export const AuthFrame = z.object({ op: z.literal('auth'), request_id: requestId, token: z.string().min(1).max(16 * 1024) });
-export const ListToolsFrame = z.object({ op: z.literal('list_tools'), request_id: requestId.optional() });
+export const AuthFrame = z.object({ op: z.literal('auth'), request_id: RequestId, token: z.string().min(1).max(MAX_TOKEN_CHARS) });
+export const ListToolsFrame = z.object({ op: z.literal('list_tools'), request_id: RequestId.optional() });
+/** No tool takes more than a handful of arguments. Checked by counting keys, before zod walks them one by one. */
+export const MAX_ARGUMENT_KEYS = 256;
+const ToolArguments = z.custom<Record<string, unknown>>(
+  (value) => typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length <= MAX_ARGUMENT_KEYS,
+  `must be a JSON object with at most ${MAX_ARGUMENT_KEYS} keys`,
+);
+
 export const CallToolFrame = z.object({
   op: z.literal('call_tool'),
-  request_id: requestId,
+  request_id: RequestId,
   name: z.string().min(1).max(128),
-  arguments: z.record(z.string(), z.unknown()).optional(),
+  arguments: ToolArguments.optional(),
 });
-export const CancelFrame = z.object({ op: z.literal('cancel'), request_id: requestId });
-export const PingFrame = z.object({ op: z.literal('ping'), request_id: requestId.optional() });
+export const CancelFrame = z.object({ op: z.literal('cancel'), request_id: RequestId });
+export const PingFrame = z.object({ op: z.literal('ping'), request_id: RequestId.optional() });
 
 /** Every frame a client may send after hello_ack. */
 export const ClientFrame = z.discriminatedUnion('op', [HelloFrame, AuthFrame, ListToolsFrame, CallToolFrame, CancelFrame, PingFrame]);

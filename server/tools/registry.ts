@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Identity } from '../auth/identity';
 import type { Logger } from '../log';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
-import { ErrorCode, type TextOutput, type ToolDescription, type WireError } from '../protocol';
+import { ErrorCode, shortened, type TextOutput, type ToolDescription, type WireError } from '../protocol';
 
 export interface ToolContext {
   identity: Identity;
@@ -34,6 +34,9 @@ export class ToolError extends Error {
     this.name = 'ToolError';
   }
 }
+
+/** Invalid arguments: the first few zod issues are enough to fix the call. */
+const MAX_ISSUES_REPORTED = 5;
 
 export type ToolOutcome = { ok: true; outputs: TextOutput[] } | { ok: false; error: WireError };
 
@@ -68,7 +71,11 @@ export class ToolRegistry {
     const tool = this.tools.get(name);
     if (!tool) return fail(ErrorCode.unknownTool, `There is no tool named "${name}". Call list_tools to see the available tools.`);
     const parsed = tool.input.safeParse(rawArgs ?? {});
-    if (!parsed.success) return fail(ErrorCode.invalidArguments, `Invalid arguments for ${name}: ${z.prettifyError(parsed.error)}`);
+    if (!parsed.success) {
+      // zod lists every offending key: 250,000 unknown keys would make a reply of megabytes. The first issues, cut short, say enough.
+      const issues = z.prettifyError(new z.ZodError(parsed.error.issues.slice(0, MAX_ISSUES_REPORTED)));
+      return fail(ErrorCode.invalidArguments, `Invalid arguments for ${name}: ${issues}`);
+    }
     try {
       const result = await tool.run(parsed.data, ctx);
       if (ctx.signal.aborted) return cancelled(name);
@@ -84,8 +91,9 @@ export class ToolRegistry {
   }
 }
 
+/** Every error message leaves here cut to MAX_ERROR_MESSAGE_CHARS: it may quote what the client sent. */
 function fail(code: string, message: string): ToolOutcome {
-  return { ok: false, error: { code, message } };
+  return { ok: false, error: { code, message: shortened(message) } };
 }
 
 function cancelled(name: string): ToolOutcome {

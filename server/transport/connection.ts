@@ -2,17 +2,20 @@
 // Many calls may be in flight at once; each has an AbortController for cancel. A repeated
 // call_tool request_id on THIS connection returns the first result (dedup is never global:
 // the original daemon's global dedup dropped another window's handshake).
+// Floods are bounded: bytes before hello_ack, the hello's whole duration (verify + claim), replies
+// queued for a client that stops reading, kept results (recentResults.ts), and error echoes.
 import crypto from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { TokenRejected, type Identity, type TokenVerifier } from '../auth/identity';
 import type { Logger } from '../log';
 import {
-  AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, PROTOCOL_VERSION,
-  type CallToolResult, type ServerFrame, type WireError,
+  AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, MAX_BYTES_BEFORE_HELLO_ACK, PROTOCOL_VERSION,
+  RequestId, shortened, type CallToolResult, type ServerFrame, type WireError,
 } from '../protocol';
 import { StoreUnavailable, type ClaimResult, type SessionStore } from '../sessions/store';
 import type { ToolRegistry } from '../tools/registry';
-import { RecentResults } from './recentResults';
+import { RecentResults, type ResultBudget } from './recentResults';
 import { VERSION } from '../version';
 
 const EXPIRING_NOTICE_SEC = 60;
@@ -22,6 +25,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const SHUTDOWN = 'daemon shutting down';
 /** After the drain bound: how long cancelled calls get to deliver their result before the close. */
 const CANCEL_GRACE_MS = 1000;
+/** A flooding socket we stopped reading gets this long to take its close frame before it is cut off. */
+const FLOOD_CLOSE_GRACE_MS = 2000;
+/** An unknown op is quoted back only when it is at most this long. */
+const MAX_QUOTED_OP_CHARS = 32;
+/** Errors of a malformed frame: the first few zod issues are enough to fix it. */
+const MAX_ISSUES_REPORTED = 5;
 
 export interface ConnectionOptions {
   mode: 'local' | 'supabase';
@@ -31,6 +40,8 @@ export interface ConnectionOptions {
   heartbeatSec: number;
   maxConnectionsPerUser: number;
   maxInflight: number;
+  /** Replies waiting for the client to read them; past this the connection closes with 4010. */
+  maxBufferedBytes: number;
 }
 
 export interface ConnectionDeps {
@@ -39,6 +50,8 @@ export interface ConnectionDeps {
   store: SessionStore;
   tools: ToolRegistry;
   log: Logger;
+  /** The daemon-wide byte budget of kept call_tool results, shared by every connection. */
+  resultBudget: ResultBudget;
 }
 
 type State = 'awaiting_hello' | 'authenticating' | 'open' | 'closed';
@@ -58,7 +71,7 @@ export class Connection {
   private log: Logger;
   private lastActivity = Date.now();
   private readonly inflight = new Map<string, InflightCall>();
-  private readonly completed = new RecentResults<CallToolResult>();
+  private readonly completed: RecentResults;
   /** The daemon is shutting down: no new calls. */
   private draining = false;
   private readonly queuedDuringHello: string[] = [];
@@ -67,21 +80,74 @@ export class Connection {
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
 
+  /** Counts raw bytes until hello_ack; removed then (null afterwards). */
+  private countBytesBeforeHelloAck: ((chunk: Buffer) => void) | null = null;
+
+  /** `socket` is the raw socket under `ws`, watched until hello_ack so a flood is cut off before ws parses it. */
   constructor(
     private readonly ws: WebSocket,
     private readonly deps: ConnectionDeps,
     private readonly upgradeBearer: string | null,
     private readonly onOpen: (c: Connection) => void,
     private readonly onClosed: (c: Connection) => void,
+    private readonly socket: Duplex,
   ) {
     this.log = deps.log.child({ session: this.sessionId });
+    this.completed = new RecentResults(deps.resultBudget);
     this.finished = new Promise((r) => (this.resolveFinished = r));
-    this.setTimer('hello', deps.options.helloTimeoutMs, () =>
-      this.refuse(CloseCode.helloTimeout, ErrorCode.helloTimeout, `No hello frame within ${deps.options.helloTimeoutMs / 1000} s.`),
-    );
+    // One deadline for the whole hello: the frame, the token's verification and the session claim.
+    this.setTimer('hello', deps.options.helloTimeoutMs, () => this.helloDeadlinePassed());
+    this.watchBytesBeforeHelloAck();
     ws.on('message', (data, isBinary) => this.onMessage(isBinary ? null : data.toString()));
     ws.on('close', (code) => void this.end('disconnected', `client closed (${code})`));
     ws.on('error', (err) => this.log.warn('socket error', { error: err }));
+  }
+
+  /**
+   * ws buffers a whole frame (up to maxPayload) before it emits 'message', so a size check there is
+   * too late. Until hello_ack, this listener — prepended, so it runs before ws's own on each chunk —
+   * counts raw bytes and refuses the socket with 1009 once more than MAX_BYTES_BEFORE_HELLO_ACK came.
+   * This also bounds, in bytes, the frames queued while the hello is being verified and claimed.
+   */
+  private watchBytesBeforeHelloAck(): void {
+    let received = 0;
+    const count = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received <= MAX_BYTES_BEFORE_HELLO_ACK || this.state === 'closed') return;
+      this.log.warn('too many bytes before hello_ack', { bytes: received, limit: MAX_BYTES_BEFORE_HELLO_ACK });
+      this.refuse(CloseCode.tooBig, ErrorCode.frameTooLarge,
+        `More than ${MAX_BYTES_BEFORE_HELLO_ACK / 1024} KiB arrived before the hello was answered; a hello is far smaller. Send other frames after hello_ack.`);
+      this.stopReading();
+    };
+    this.countBytesBeforeHelloAck = count;
+    this.socket.prependListener('data', count);
+  }
+
+  private stopWatchingBytes(): void {
+    if (this.countBytesBeforeHelloAck) this.socket.off('data', this.countBytesBeforeHelloAck);
+    this.countBytesBeforeHelloAck = null;
+  }
+
+  /** After a flood: read nothing more, give the close frame a moment to leave, then cut the socket. */
+  private stopReading(): void {
+    this.ws.pause();
+    const cutOff = setTimeout(() => this.ws.terminate(), FLOOD_CLOSE_GRACE_MS);
+    cutOff.unref();
+    this.ws.once('close', () => clearTimeout(cutOff));
+  }
+
+  private helloDeadlinePassed(): void {
+    const seconds = this.deps.options.helloTimeoutMs / 1000;
+    if (this.state === 'awaiting_hello') return this.refuse(CloseCode.helloTimeout, ErrorCode.helloTimeout, `No hello frame within ${seconds} s.`);
+    // Still authenticating: the sign-in service or the session database hangs. A claim that
+    // completes later is ended by end(), so its row never stays `connected`.
+    this.log.warn('hello deadline passed', { step: this.claiming ? 'claim' : 'verify', deadline_s: seconds });
+    if (this.claiming) {
+      return this.refuse(CloseCode.tryAgainLater, ErrorCode.storeUnavailable,
+        `The daemon could not record this session within ${seconds} s (its session database is slow or unreachable); reconnect in a moment.`);
+    }
+    return this.refuse(CloseCode.tryAgainLater, ErrorCode.authUnavailable,
+      `The daemon could not verify the sign-in token within ${seconds} s (the sign-in service is slow or unreachable); reconnect in a moment.`);
   }
 
   get inflightCount(): number {
@@ -111,7 +177,6 @@ export class Connection {
   // ------------------------------------------------------------------ frames in
 
   private onMessage(text: string | null): void {
-    this.lastActivity = Date.now();
     if (this.state === 'closed') return;
     if (this.state === 'authenticating') {
       if (this.queuedDuringHello.length >= MAX_FRAMES_QUEUED_DURING_HELLO) return this.close(CloseCode.notHello, 'too many frames before hello_ack', 'disconnected');
@@ -131,7 +196,6 @@ export class Connection {
   }
 
   private async hello(frame: unknown): Promise<void> {
-    this.clearTimer('hello');
     if (!isObject(frame) || frame.op !== 'hello') return this.refuse(CloseCode.notHello, ErrorCode.helloRequired, 'The first frame must be {"op":"hello", ...}.');
     const tokenFromHeader = HelloFrame.safeParse({ token: this.upgradeBearer ?? undefined, ...frame });
     if (!tokenFromHeader.success) {
@@ -186,6 +250,9 @@ export class Connection {
     if (this.isGone()) return void this.end('disconnected', 'client left during hello');
 
     this.state = 'open';
+    this.clearTimer('hello');
+    this.stopWatchingBytes();
+    this.lastActivity = Date.now();
     this.log.info('connected', { user: identity.userId, expires_at: identity.expiresAt });
     this.send({
       op: 'hello_ack', ok: true, session_id: this.sessionId,
@@ -202,14 +269,16 @@ export class Connection {
   }
 
   private dispatch(raw: unknown): void {
-    const requestId = isObject(raw) && typeof raw.request_id === 'string' ? raw.request_id : undefined;
+    // Only a valid request_id is echoed back: an oversized or non-string one is left out.
+    const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
     const op = isObject(raw) ? raw.op : undefined;
     const parsed = ClientFrame.safeParse(raw);
     if (!parsed.success) {
       const known = typeof op === 'string' && ['hello', 'auth', 'list_tools', 'call_tool', 'cancel', 'ping'].includes(op);
+      const issues = parsed.error.issues.slice(0, MAX_ISSUES_REPORTED).map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
       const error: WireError = known
-        ? { code: ErrorCode.invalidFrame, message: `Malformed ${op} frame: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ')}` }
-        : { code: ErrorCode.unknownOp, message: `Unknown op ${JSON.stringify(op ?? null)}. Known ops: auth, list_tools, call_tool, cancel, ping.` };
+        ? { code: ErrorCode.invalidFrame, message: shortened(`Malformed ${op} frame: ${issues}`) }
+        : { code: ErrorCode.unknownOp, message: `Unknown op ${describeOp(op)}. Known ops: auth, list_tools, call_tool, cancel, ping.` };
       return this.send({ op: 'error', request_id: requestId, error });
     }
     const frame = parsed.data;
@@ -219,11 +288,14 @@ export class Connection {
       case 'auth':
         return void this.reauthenticate(frame);
       case 'list_tools':
+        this.lastActivity = Date.now();
         return this.send({ op: 'list_tools_res', request_id: frame.request_id, tools: this.deps.tools.list() });
       case 'call_tool':
+        this.lastActivity = Date.now();
         return this.callTool(frame);
       case 'cancel': {
         const call = this.inflight.get(frame.request_id);
+        if (call) this.lastActivity = Date.now();
         call?.controller.abort();
         return this.send({ op: 'cancel_ack', request_id: frame.request_id, ok: call !== undefined });
       }
@@ -295,7 +367,11 @@ export class Connection {
   private callTool(frame: CallToolFrame): void {
     const id = frame.request_id;
     const done = this.completed.get(id);
-    if (done) return this.send(done);
+    if (done?.kept) return this.sendText(done.text);
+    if (done) {
+      return this.send({ op: 'call_tool_res', request_id: id, ok: false,
+        error: { code: ErrorCode.resultUnavailable, message: `The result of request ${id} is no longer available: the daemon keeps finished results within a memory bound, and this one was too big or was dropped to make room. Send the call again with a new request_id to run it again.` } });
+    }
     const running = this.inflight.get(id);
     if (running) {
       this.send({ op: 'call_tool_ack', request_id: id, name: frame.name });
@@ -331,15 +407,31 @@ export class Connection {
     this.inflight.set(id, { controller, result });
     void result.then((res) => {
       this.inflight.delete(id);
-      this.completed.set(id, res);
-      this.send(res);
+      const text = JSON.stringify(res);
+      if (this.state !== 'closed') this.completed.set(id, text);
+      this.sendText(text);
     });
   }
 
   // ------------------------------------------------------------------ frames out, closing
 
   send(frame: ServerFrame): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(frame));
+    this.sendText(JSON.stringify(frame));
+  }
+
+  /**
+   * A client that stops reading must not make the daemon queue replies without bound: when more
+   * than maxBufferedBytes already wait in the socket, the connection closes with 4010 instead.
+   */
+  private sendText(text: string): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    const waiting = this.ws.bufferedAmount;
+    if (waiting > this.deps.options.maxBufferedBytes) {
+      this.log.warn('client is not reading its replies', { buffered_bytes: waiting, limit: this.deps.options.maxBufferedBytes });
+      this.close(CloseCode.clientNotReading, ErrorCode.clientNotReading, 'disconnected');
+      return this.stopReading();
+    }
+    this.ws.send(text);
   }
 
   private refuseToken(err: unknown): void {
@@ -375,6 +467,8 @@ export class Connection {
     this.state = 'closed';
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
+    this.stopWatchingBytes();
+    this.completed.clear();
     for (const call of this.inflight.values()) call.controller.abort();
     if (wasOpen) this.log.info('closed', { status, reason });
     const claimed = this.claiming ? await this.claiming.then((c) => c.ok, () => false) : false;
@@ -416,6 +510,13 @@ async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([Promise.allSettled(promises), new Promise((r) => (timer = setTimeout(r, Math.max(0, ms))))]);
   clearTimeout(timer);
+}
+
+/** An unknown op for an error message: quoted when short, described otherwise (never echoed whole). */
+function describeOp(op: unknown): string {
+  if (typeof op === 'string') return op.length <= MAX_QUOTED_OP_CHARS ? JSON.stringify(op) : `(a ${op.length}-character string)`;
+  if (op === undefined || op === null || typeof op === 'number' || typeof op === 'boolean') return shortened(JSON.stringify(op ?? null), MAX_QUOTED_OP_CHARS);
+  return Array.isArray(op) ? '(an array)' : '(an object)';
 }
 
 function isObject(value: unknown): value is Record<string, any> {

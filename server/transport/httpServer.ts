@@ -72,7 +72,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     if (draining) return reject(socket, 503, 'The daemon is shutting down.');
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? null;
     const address = peer(req);
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, bearer, address));
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, bearer, address, socket));
   });
 
   /**
@@ -88,11 +88,12 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     return first ? { client_address: first, proxy_address: socketAddress } : { client_address: socketAddress };
   }
 
-  function accept(ws: WebSocket, bearer: string | null, address: Record<string, string>): void {
+  function accept(ws: WebSocket, bearer: string | null, address: Record<string, string>, socket: Duplex): void {
     // Every line this connection logs carries its client address.
     const connection = new Connection(ws, { ...deps, log: deps.log.child(address) }, bearer,
       (c) => { open.add(c); changed(); },
-      (c) => { all.delete(c); if (open.delete(c)) changed(); });
+      (c) => { all.delete(c); if (open.delete(c)) changed(); },
+      socket);
     all.add(connection);
     deps.log.info('websocket opened', { session: connection.sessionId, ...address });
     keepAlive(ws);

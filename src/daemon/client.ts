@@ -553,6 +553,7 @@ function describeClose(code: number, reason: string, link: Link): string {
   if (code === CloseCode.goingAway) return link.shutdownMessage ?? 'The EXAI daemon is shutting down.';
   if (code === CloseCode.idleTimeout) return 'The daemon closed the connection after it was idle for too long.';
   if (code === CloseCode.sessionEnded) return 'This session was ended outside this window.';
+  if (code === CloseCode.clientNotReading) return 'The EXAI daemon closed the connection because this window stopped reading its replies (too many piled up, e.g. while VS Code was busy or suspended).';
   if (code === 1006) return link.localReason ? `${link.localReason}` : 'The connection to the EXAI daemon was lost.';
   return `The EXAI daemon closed the connection (${code}${reason ? `: ${reason}` : ''}).`;
 }

@@ -284,15 +284,15 @@ describe('local mode (real daemon processes)', function () {
       assert.equal(rows.find((r) => r.current)?.connection_status, 'connected');
     });
 
-    it('keeps a client that pings every 300 ms open past 2 s (and closes it once it stops)', async function () {
+    it('keeps a client that calls a tool every 300 ms open past 2 s (and closes it once it stops); pings alone: idle.test.ts', async function () {
       const d = await start({ env: { MCP_SESSION_TIMEOUT: '1' } });
-      const { client } = await hello(d, 'vscode-pinger');
+      const { client } = await hello(d, 'vscode-caller');
       let n = 0;
-      const timer = setInterval(() => client.send({ op: 'ping', request_id: `p${n++}` }), 300);
+      const timer = setInterval(() => client.send({ op: 'call_tool', request_id: `c${n++}`, name: 'version', arguments: {} }), 300);
       try {
         await sleep(2300);
-        assert.equal(client.ws.readyState, client.ws.OPEN, 'still open after 2.3 s of pings');
-        assert.ok(client.frames.filter((f) => f.op === 'pong').length >= 5);
+        assert.equal(client.ws.readyState, client.ws.OPEN, 'still open after 2.3 s of calls');
+        assert.ok(client.frames.filter((f) => f.op === 'call_tool_res').length >= 5);
       } finally {
         clearInterval(timer);
       }

@@ -29,7 +29,7 @@ describe('loadConfig', function () {
     assert.equal(c.port, 8079);
     assert.equal(c.mode, 'local');
     assert.equal(c.sessionTimeoutSec, 3600);
-    assert.equal(c.maxConnectionsPerUser, 5);
+    assert.equal(c.maxConnectionsPerUser, 10_000); // local mode: see configLimits.test.ts
     assert.equal(c.idleExitSec, 0);
     assert.equal(c.supabaseUrl, null);
     assert.equal(c.databaseUrl, null);
