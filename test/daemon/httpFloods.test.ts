@@ -10,7 +10,8 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import type { HelloAck } from '../../server/protocol';
 import { connect, type TestClient } from '../helpers/client';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
+import { makeCert, requireOpenssl } from '../helpers/tlsCert';
 
 /** Settings of the test runner's environment that would change what the daemon does. */
 const CLEAN_ENV: Record<string, undefined> = {
@@ -152,6 +153,22 @@ describe('HTTP-level floods and DNS rebinding', function () {
       assert.equal((await get(d.port, '/health', '127.0.0.1')).status, 200);
     });
 
+    it('with TLS, a socket that never starts the handshake is closed after the hello timeout too', async function () {
+      requireOpenssl();
+      const dir = tempDir('flood-tls');
+      try {
+        const cert = makeCert(dir, 'c');
+        const d = await start({ EXAI_HELLO_TIMEOUT_MS: '1000' }, ['--tls-cert', cert.cert, '--tls-key', cert.key]);
+        const opened = Date.now();
+        const silent = await rawSocket(d.port);
+        sockets.push(silent);
+        await waitFor(() => silent.closedAt, 8000, 'closed by the daemon');
+        this.test!.title += ` [${silent.closedAt! - opened} ms]`;
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('while 1,000 half-sent upgrades from one address are held, a real client says hello and /health answers; the daemon keeps at most the per-address cap', async function () {
       const d = await start({ EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS: '32' });
       const flood = await halfUpgrades(d.port, 1000, ['127.0.0.1'], 30000);
@@ -236,6 +253,39 @@ describe('HTTP-level floods and DNS rebinding', function () {
       assert.ok(written < allowance, `${written} bytes for ${sent} junk hellos in ${elapsedS.toFixed(1)} s (allowance ${Math.round(allowance)})`);
       assert.ok(written < 1024 * 1024, `${written} bytes: before the budget, 10,000 junk hellos wrote about 4.9 MB`);
       this.test!.title += ` [${sent} hellos in ${elapsedS.toFixed(1)} s: ${written} bytes of log]`;
+    });
+  });
+
+  describe('the log file\'s byte bound (EXAI_LOG_MAX_MB)', function () {
+    it('past 1 MiB the file moves to <file>.old and a new one starts: never more than about 2 MiB on disk, the newest lines kept', async function () {
+      const d = await start({ EXAI_LOG_MAX_MB: '1' });
+      const { client } = await helloOk(d, `big-${'x'.repeat(100)}`);
+      const file = path.join(d.logDir, `exai-daemon-${d.pid}.log`);
+      // Each in-band re-auth writes one authenticated line (never dropped): about 3 MiB of them.
+      client.send({ op: 'auth', request_id: 'first', token: secretOf(d) });
+      await client.next((f) => f.op === 'auth_ack' && f.request_id === 'first');
+      const line = await waitFor(() => d.logs().split('\n').find((l) => l.includes('"re-authenticated"')), 3000, 'a re-auth line');
+      const lineBytes = Buffer.byteLength(line) + 1;
+      const count = Math.ceil((3 * 1024 * 1024) / lineBytes);
+      const deadline = Date.now() + 60000;
+      for (let i = 0; i < count && Date.now() < deadline; i += 100) {
+        const last = Math.min(count, i + 100) - 1;
+        for (let j = i; j <= last; j++) client.send({ op: 'auth', request_id: `re-${j}`, token: secretOf(d) });
+        await client.next((f) => f.op === 'auth_ack' && f.request_id === `re-${last}`, 10000);
+      }
+      await client.close();
+      await waitFor(() => fs.readFileSync(file, 'utf8').includes('"msg":"closed"'), 5000, 'the newest line (closed) in the current file');
+
+      const limit = 1024 * 1024;
+      const current = fs.statSync(file).size;
+      const old = fs.statSync(`${file}.old`).size;
+      assert.ok(current <= limit && old <= limit, `file ${current} bytes, .old ${old} bytes`);
+      assert.ok(old > limit - 2 * lineBytes, `the old file was full when it moved (${old} bytes)`);
+      assert.deepEqual(fs.readdirSync(d.logDir).sort(), [`exai-daemon-${d.pid}.log`, `exai-daemon-${d.pid}.log.old`], 'one previous file only');
+      const kept = fs.readFileSync(`${file}.old`, 'utf8') + fs.readFileSync(file, 'utf8');
+      assert.ok(!kept.includes('"msg":"listening"'), 'the oldest lines are gone');
+      for (const l of kept.split('\n').filter(Boolean)) JSON.parse(l); // whole lines only, never cut
+      this.test!.title += ` [${count} lines of ~${lineBytes} bytes]`;
     });
   });
 
