@@ -7,6 +7,7 @@
 // log lines they cause (LogBudget).
 import http from 'node:http';
 import https from 'node:https';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { LogBudget } from '../log';
@@ -83,7 +84,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
   });
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (!checkHost(req, res, opts.publicHosts)) return logMisdirected(req);
+    if (!checkHost(req, res, opts.publicHosts)) return logMisdirected(req); // before any route, including ones added later
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') return json(res, draining ? 503 : 200, health());
     json(res, 404, { error: 'not_found', message: 'This is the EXAI daemon: GET /health, or a WebSocket at /.' });
@@ -130,13 +131,13 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     return first ? { client_address: first, proxy_address: socketAddress } : { client_address: socketAddress };
   }
 
-  function accept(ws: WebSocket, socket: Duplex & { remoteAddress?: string; remotePort?: number }, bearer: string | null, address: Record<string, string>): void {
+  function accept(ws: WebSocket, socket: net.Socket, bearer: string | null, address: Record<string, string>): void {
     // Every line this connection logs carries its client address. Until the connection has a
     // verified identity (set just before its `connected` line) its lines spend the shared budget.
     let connection: Connection | undefined;
     const log = unauthenticatedLog.limit(deps.log.child(address), () => !connection?.identity);
     connection = new Connection(ws, { ...deps, log }, bearer,
-      (c) => { unauthenticated.authenticated(socket); open.add(c); changed(); },
+      (c) => { unauthenticated.authenticated(socket); open.add(c); changed(); }, // at hello_ack
       (c) => { all.delete(c); if (open.delete(c)) changed(); });
     all.add(connection);
     log.info('websocket opened', { session: connection.sessionId });

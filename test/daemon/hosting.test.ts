@@ -1,6 +1,6 @@
 // A daemon a team hosts (issue 7), end to end with the real dist/server.js on loopback sockets:
 // its own TLS (wss:// + https /health, a self-signed certificate made with openssl at test time,
-// re-read on SIGHUP), the start-up rules for non-loopback hosts and bad certificate files,
+// re-read on SIGHUP), the start-up rules for non-loopback hosts, public host names (EXAI_PUBLIC_HOSTS) and bad certificate files,
 // --behind-proxy and the client address in the log, the graceful drain on SIGTERM (bounded by
 // EXAI_DRAIN_SECONDS; a second signal exits at once) and log rotation (SIGHUP reopens the file).
 // Every wait is bounded.

