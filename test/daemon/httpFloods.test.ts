@@ -198,6 +198,7 @@ describe('HTTP-level floods and DNS rebinding', function () {
 
     it('1,000 half-sent upgrades spread over 40 addresses: at most the total cap is held, and real clients and /health still get through', async function () {
       const d = await start({ EXAI_MAX_UNAUTHENTICATED: '200', EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS: '32' });
+      const started = Date.now();
       const addresses = Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 2}`);
       const flood = await halfUpgrades(d.port, 1000, addresses, 30000);
       sockets.push(...flood);
@@ -210,7 +211,8 @@ describe('HTTP-level floods and DNS rebinding', function () {
       assert.equal((await get(d.port, '/health', 'localhost')).body.connections, 2);
       // The closures were logged, within the log budget.
       const evictions = logLines(d).filter((l) => /closed the oldest unauthenticated socket/.test(l.msg));
-      assert.ok(evictions.length >= 1 && evictions.length <= 110, `${evictions.length} eviction lines`);
+      const budget = 100 + 2 * ((Date.now() - started) / 1000) + 1;
+      assert.ok(evictions.length >= 1 && evictions.length <= budget, `${evictions.length} eviction lines for ~800 closed sockets`);
     });
   });
 
