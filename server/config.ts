@@ -44,6 +44,13 @@ export interface DaemonConfig {
   drainSec: number;
   /** The chat tool's OpenAI-compatible model providers. */
   providers: ProviderSettings;
+  /** A hosted daemon's public host names (lower case), accepted in the Host header; null: a loopback-only daemon, which answers to loopback names alone. */
+  publicHosts: string[] | null;
+  /** Unauthenticated sockets (accepted, not yet past hello_ack) at once, in all and from one address. */
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerAddress: number;
+  /** The log file's byte bound (then it moves to `<file>.old`). */
+  logMaxBytes: number;
 }
 
 /** One OpenAI-compatible endpoint the chat tool may call. */
@@ -88,16 +95,18 @@ const FLAGS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'behind-proxy': { type: 'boolean' },
+  'public-host': { type: 'string', multiple: true },
   help: { type: 'boolean' },
 } as const;
 
 export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079] [--mode local|supabase]
-  [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy]
+  [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy] [--public-host exai.example.com]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_MAX_BUFFERED_BYTES, EXAI_LOG_DIR, EXAI_STATE_DIR,
   EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
-  KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL`;
+  KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL, EXAI_PUBLIC_HOSTS, EXAI_MAX_UNAUTHENTICATED,
+  EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, EXAI_LOG_MAX_MB`;
 
 /** Hosted default: a fair share of a daemon many users connect to. */
 export const DEFAULT_MAX_CONNECTIONS_PER_USER = 5;
@@ -153,7 +162,7 @@ function httpUrl(name: string, raw: string): string {
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
-  let flags: { host?: string; port?: string; mode?: string; 'tls-cert'?: string; 'tls-key'?: string; 'behind-proxy'?: boolean; help?: boolean };
+  let flags: { host?: string; port?: string; mode?: string; 'tls-cert'?: string; 'tls-key'?: string; 'behind-proxy'?: boolean; 'public-host'?: string[]; help?: boolean };
   try {
     flags = parseArgs({ args: argv, options: FLAGS, strict: true }).values;
   } catch (err) {
@@ -230,7 +239,32 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     behindProxy,
     drainSec: integer('EXAI_DRAIN_SECONDS', env.EXAI_DRAIN_SECONDS, 10, 0, 3600),
     providers: providerSettings(env),
+    publicHosts: publicHostsSetting(flags['public-host'], env, mode === 'supabase' && (!isLoopbackHost(host) || tls !== null || behindProxy)),
+    maxUnauthenticated: integer('EXAI_MAX_UNAUTHENTICATED', env.EXAI_MAX_UNAUTHENTICATED, 256, 1, 100_000),
+    maxUnauthenticatedPerAddress: integer('EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS', env.EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, 32, 1, 100_000),
+    logMaxBytes: integer('EXAI_LOG_MAX_MB', env.EXAI_LOG_MAX_MB, 50, 1, 100_000) * 1024 * 1024,
   };
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * --public-host (repeatable) or EXAI_PUBLIC_HOSTS, comma-separated: the names a hosted daemon
+ * answers to (server/transport/hostCheck.ts). Required when hosted, refused when not.
+ */
+function publicHostsSetting(flag: string[] | undefined, env: NodeJS.ProcessEnv, hosted: boolean): string[] | null {
+  const setting = flag !== undefined ? '--public-host' : 'EXAI_PUBLIC_HOSTS';
+  const names = (flag ?? [env.EXAI_PUBLIC_HOSTS ?? '']).join(',').split(',').map((n) => n.trim().toLowerCase()).filter(Boolean);
+  if (!hosted) {
+    if (names.length > 0) throw new ConfigError(`${setting} is for a hosted daemon (TLS, --behind-proxy or a non-loopback --host in supabase mode); this one serves loopback only and answers to localhost, 127.0.0.1 and [::1], so unset it.`);
+    return null;
+  }
+  if (names.length === 0) {
+    throw new ConfigError('A hosted daemon (TLS, --behind-proxy or a non-loopback --host) needs --public-host (EXAI_PUBLIC_HOSTS): the host names clients reach it by, comma-separated (e.g. exai.example.com), so that web pages cannot reach it through DNS rebinding.');
+  }
+  const bad = names.find((n) => !HOST_NAME.test(n));
+  if (bad !== undefined) throw new ConfigError(`${setting} entry "${bad.slice(0, 100)}" is not a host name; list names such as exai.example.com, without scheme or port, separated by commas.`);
+  return names;
 }
 
 /** The chat tool's providers. Keys are trimmed; a key without its endpoint, or a bad URL, is a ConfigError. */

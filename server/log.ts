@@ -1,6 +1,8 @@
 // The daemon's log: one file per daemon process (two daemons never share a file), one JSON object
 // per line, each tagged with the connection's client instance and session id. Every line passes
-// through redact(): registered secrets, JWTs and bearer credentials never reach the disk.
+// through redact(): registered secrets, JWTs and bearer credentials never reach the disk. The file
+// has a byte bound (size rotation to `<file>.old`), and LogBudget bounds what strangers can make
+// the daemon write.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -52,35 +54,91 @@ export interface FileLogSink extends LogSink {
   reopen(): void;
 }
 
+/** Lines the disk has not taken yet (a stalled or slow disk): past this, lines are dropped and counted. */
+const MAX_UNWRITTEN_BYTES = 4 * 1024 * 1024;
+
+export interface LogFileOptions {
+  /**
+   * The file's byte bound: a line that would take it past this first moves the file to
+   * `<file>.old` (replacing the one before) and starts a new one, so one process never has more
+   * than about twice this on disk. Unset: no bound (rotation is then logrotate's job alone).
+   */
+  maxBytes?: number;
+}
+
 /**
  * Opens `<dir>/exai-daemon-<pid>.log` (mode 0600). Append mode (O_APPEND): after an outside
  * truncation (logrotate's copytruncate) the next line lands at the new end, not at the old offset.
  */
-export function openLogFile(dir: string, pid = process.pid): FileLogSink {
+export function openLogFile(dir: string, pid = process.pid, opts: LogFileOptions = {}): FileLogSink {
   const file = path.join(dir, `exai-daemon-${pid}.log`);
+  const maxBytes = opts.maxBytes ?? Infinity;
+  // Opened synchronously, so a rotation right after opening cannot race the open.
   const open = () => {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const s = fs.createWriteStream(file, { flags: 'a', mode: 0o600 });
-    s.on('error', (err) => process.stderr.write(`exai-daemon: cannot write log ${file}: ${err.message}\n`));
-    return s;
+    const fd = fs.openSync(file, 'a', 0o600);
+    const stream = fs.createWriteStream(file, { fd, flags: 'a' });
+    stream.on('error', (err) => process.stderr.write(`exai-daemon: cannot write log ${file}: ${err.message}\n`));
+    return { stream, fd, size: fs.fstatSync(fd).size };
   };
-  let stream = open();
+  let current = open();
+  let dropped = 0;
+
+  /** Starts a new file at `file`, first moving the current one to `<file>.old` when `rotate`. */
+  const replace = (rotate: boolean): boolean => {
+    const old = current;
+    try {
+      if (rotate) renameIfPresent(file, `${file}.old`);
+      current = open();
+    } catch (err) {
+      // Keep writing to the file already open.
+      process.stderr.write(`exai-daemon: cannot ${rotate ? 'rotate' : 'reopen'} log ${file}: ${(err as Error).message}\n`);
+      return false;
+    }
+    old.stream.end(); // lines already written to it still reach the old (renamed) file
+    return true;
+  };
+
+  const append = (line: string) => {
+    const bytes = Buffer.byteLength(line);
+    if (current.size > 0 && current.size + bytes > maxBytes) {
+      // Count again from the disk first: logrotate's copytruncate may have emptied the file.
+      current.size = safeSize(current.fd) + current.stream.writableLength;
+      if (current.size + bytes > maxBytes && !replace(true)) current.size = 0; // retry only after another maxBytes
+    }
+    current.stream.write(line);
+    current.size += bytes;
+  };
+
   return {
     file,
-    write: (line) => void stream.write(line),
-    reopen() {
-      const old = stream;
-      try {
-        stream = open();
-      } catch (err) {
-        // The directory cannot be created: keep writing to the file already open.
-        process.stderr.write(`exai-daemon: cannot reopen log ${file}: ${(err as Error).message}\n`);
-        return;
+    write(line) {
+      if (current.stream.writableLength + Buffer.byteLength(line) > MAX_UNWRITTEN_BYTES) return void dropped++;
+      if (dropped > 0) {
+        append(JSON.stringify({ t: new Date().toISOString(), level: 'warn', msg: `dropped ${dropped} log lines: the disk did not keep up`, dropped }) + '\n');
+        dropped = 0;
       }
-      old.end(); // lines already written to it still reach the old (renamed) file
+      append(line);
     },
-    close: () => new Promise<void>((resolve) => stream.end(resolve)),
+    reopen: () => void replace(false),
+    close: () => new Promise<void>((resolve) => current.stream.end(resolve)),
   };
+}
+
+function renameIfPresent(from: string, to: string): void {
+  try {
+    fs.renameSync(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // already moved away (logrotate)
+  }
+}
+
+function safeSize(fd: number): number {
+  try {
+    return fs.fstatSync(fd).size;
+  } catch {
+    return 0;
+  }
 }
 
 export function createLogger(sink: LogSink, redactor: Redactor, base: Fields = {}, minLevel: Level = 'info'): Logger {
@@ -101,4 +159,76 @@ export function createLogger(sink: LogSink, redactor: Redactor, base: Fields = {
 
 function errorsAsText(_key: string, value: unknown): unknown {
   return value instanceof Error ? `${value.name}: ${value.message}` : value;
+}
+
+export interface LogBudgetOptions {
+  /** Lines allowed at once before the rate applies. */
+  burst: number;
+  /** Lines allowed per second after the burst. */
+  perSecond: number;
+  /** At most one "suppressed" summary line per this many milliseconds. */
+  summaryEveryMs: number;
+  now?: () => number;
+}
+
+/**
+ * A shared allowance of log lines (a token bucket), so that what strangers can make the daemon
+ * write is bounded in bytes: a burst, then `perSecond`; the lines it drops are counted and
+ * reported as one summary line at most every `summaryEveryMs`.
+ */
+export class LogBudget {
+  private tokens: number;
+  private refilledAt: number;
+  private suppressed = 0;
+  private summaryTimer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+
+  /** `out` receives the summary lines; `source` completes "suppressed K log lines from …". */
+  constructor(private readonly out: Logger, private readonly source: string, private readonly opts: LogBudgetOptions) {
+    this.now = opts.now ?? Date.now;
+    this.tokens = opts.burst;
+    this.refilledAt = this.now();
+  }
+
+  /**
+   * `log`, except that while `limited()` is true each line spends one token and is dropped when
+   * none is left. Children share the budget and the condition.
+   */
+  limit(log: Logger, limited: () => boolean = () => true): Logger {
+    const gated = (level: Level) => (msg: string, fields?: Fields) => {
+      if (!limited() || this.take()) log[level](msg, fields);
+    };
+    return {
+      debug: gated('debug'),
+      info: gated('info'),
+      warn: gated('warn'),
+      error: gated('error'),
+      child: (fields) => this.limit(log.child(fields), limited),
+    };
+  }
+
+  /** Writes the pending summary now (e.g. before the daemon exits). */
+  flush(): void {
+    if (this.summaryTimer) clearTimeout(this.summaryTimer);
+    this.summaryTimer = null;
+    if (this.suppressed === 0) return;
+    this.out.warn(`suppressed ${this.suppressed} log lines from ${this.source}`, { suppressed: this.suppressed });
+    this.suppressed = 0;
+  }
+
+  private take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.opts.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.opts.perSecond);
+    this.refilledAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    this.suppressed++;
+    if (!this.summaryTimer) {
+      this.summaryTimer = setTimeout(() => this.flush(), this.opts.summaryEveryMs);
+      this.summaryTimer.unref();
+    }
+    return false;
+  }
 }

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   redactor.addSecret(config.jwtSecret);
   if (config.databaseUrl) redactor.addSecret(safePassword(config.databaseUrl));
   for (const endpoint of config.providers.endpoints) redactor.addSecret(endpoint.apiKey);
-  const sink = openLogFile(config.logDir);
+  const sink = openLogFile(config.logDir, process.pid, { maxBytes: config.logMaxBytes });
   const log = createLogger(sink, redactor, { daemon_pid: process.pid });
 
   const store = createStore(config, log);
@@ -118,7 +118,10 @@ async function main(): Promise<void> {
       tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
       log,
     },
-    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy },
+    {
+      maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy, publicHosts: config.publicHosts,
+      maxUnauthenticated: config.maxUnauthenticated, maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress,
+    },
   );
   if (tls) {
     log.info('TLS: serving HTTPS and WSS', { cert: config.tls!.certFile, subject: tls.subject, valid_to: tls.validTo.toISOString() });
@@ -177,7 +180,7 @@ async function main(): Promise<void> {
     if (config.tls) reloadCertificate(server, config, log);
   });
   writeDiscovery(config.stateDir, { pid: process.pid, host: address.host, port: address.port, version: VERSION, secret, mode: config.mode, supabase_url: config.supabaseUrl, started_at: new Date().toISOString() });
-  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file, tls: tls !== null, behind_proxy: config.behindProxy, drain_s: config.drainSec });
+  log.info('listening', { host: address.host, port: address.port, mode: config.mode, version: VERSION, log_file: sink.file, tls: tls !== null, behind_proxy: config.behindProxy, public_hosts: config.publicHosts, drain_s: config.drainSec });
   printLine({ event: 'listening', host: address.host, port: address.port, pid: process.pid, version: VERSION });
 
   exitWhenUnused(server, config, log, () => void stop(`no connection for ${config.idleExitSec} s`));

@@ -2,17 +2,31 @@
 // HTTP + WS, or over HTTPS + WSS when the daemon has its own certificate (--tls-cert/--tls-key).
 // Browser pages are refused at the upgrade (any Origin header -> 403): a web page must never be
 // able to drive a daemon that holds a user's identity. Model: ws's lib/websocket-server.js.
+// Strangers are bounded before they authenticate: a Host check against DNS rebinding (hostCheck.ts),
+// caps and timeouts on unauthenticated sockets (unauthenticated.ts), and a shared budget for the
+// log lines they cause (LogBudget).
 import http from 'node:http';
 import https from 'node:https';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { LogBudget } from '../log';
 import { CloseCode, type HealthBody } from '../protocol';
 import { VERSION } from '../version';
 import { Connection, type ConnectionDeps } from './connection';
+import { MISDIRECTED, checkHost, hostName, isAllowedHost, misdirectedMessage, type PublicHosts } from './hostCheck';
+import { UnauthenticatedSockets } from './unauthenticated';
 
 const PING_INTERVAL_MS = 30_000;
 /** X-Forwarded-For is client-controlled text: only this much of its first hop reaches the log. */
 const MAX_FORWARDED_LENGTH = 100;
+/** How often Node looks for sockets past their header or request timeout (its default, 30 s, let a half-sent request live 90 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/**
+ * The daemon-wide allowance for log lines caused by connections that have not authenticated
+ * (about 400 bytes each): a burst of 100, then 2 a second, and one summary line per 10 s.
+ */
+const UNAUTHENTICATED_LOG = { burst: 100, perSecond: 2, summaryEveryMs: 10_000 };
 
 export interface DaemonServer {
   readonly http: http.Server | https.Server;
@@ -39,6 +53,11 @@ export interface DaemonServerOptions {
   tls?: { cert: Buffer; key: Buffer } | null;
   /** A reverse proxy ends TLS: log the first X-Forwarded-For hop as the client address (logs only). */
   behindProxy?: boolean;
+  /** The Host names a hosted daemon answers to besides loopback names and IP addresses; null: loopback names only. */
+  publicHosts: PublicHosts;
+  /** Sockets not yet past hello_ack, at once: in all, and from one address (not applied behind a proxy, where all share the proxy's). */
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerAddress: number;
 }
 
 export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptions): DaemonServer {
@@ -47,6 +66,13 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
   const open = new Set<Connection>();
   const countListeners: ((n: number) => void)[] = [];
   let draining = false;
+  // Lines caused by strangers spend this budget; a connection's lines are free once it has an identity.
+  const unauthenticatedLog = new LogBudget(deps.log, 'unauthenticated connections', UNAUTHENTICATED_LOG);
+  const strangerLog = unauthenticatedLog.limit(deps.log);
+  const unauthenticated = new UnauthenticatedSockets(
+    { total: opts.maxUnauthenticated, perAddress: opts.behindProxy ? null : opts.maxUnauthenticatedPerAddress },
+    (e) => strangerLog.warn('closed the oldest unauthenticated socket: too many at once', { client_address: e.address, cap: e.cap, unauthenticated: e.unauthenticated }),
+  );
 
   const health = (): HealthBody => ({
     status: draining ? 'draining' : 'ok',
@@ -58,22 +84,39 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
   });
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (!checkHost(req, res, opts.publicHosts)) return logMisdirected(req); // before any route, including ones added later
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') return json(res, draining ? 503 : 200, health());
     json(res, 404, { error: 'not_found', message: 'This is the EXAI daemon: GET /health, or a WebSocket at /.' });
   };
-  const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(onRequest);
+  // Every step before hello has the hello timeout as its bound: the TLS handshake, the request's
+  // headers (a half-sent upgrade), the whole request; then the hello frame itself (connection.ts).
+  const stepMs = deps.options.helloTimeoutMs;
+  const timeouts = { headersTimeout: stepMs, requestTimeout: stepMs, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
+  const server = opts.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: stepMs, ...timeouts }, onRequest)
+    : http.createServer(timeouts, onRequest);
+  server.on('connection', (socket) => unauthenticated.admit(socket));
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false });
 
   server.on('upgrade', (req, socket, head) => {
+    if (!isAllowedHost(req.headers.host, opts.publicHosts)) {
+      logMisdirected(req);
+      return reject(socket, MISDIRECTED, misdirectedMessage(opts.publicHosts));
+    }
     if (req.headers.origin !== undefined) return reject(socket, 403, 'Browser origins may not connect to the EXAI daemon.');
     if ((req.url ?? '/').split('?')[0] !== '/') return reject(socket, 404, 'The WebSocket endpoint is /.');
     if (draining) return reject(socket, 503, 'The daemon is shutting down.');
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? null;
     const address = peer(req);
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, bearer, address, socket));
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req.socket, bearer, address));
   });
+
+  function logMisdirected(req: http.IncomingMessage): void {
+    const host = req.headers.host ?? '';
+    strangerLog.warn('refused a request for another host name (Host header)', { host: (hostName(host) ?? host).slice(0, MAX_FORWARDED_LENGTH), ...peer(req) });
+  }
 
   /**
    * Who is on the other end, for the log only — never for a decision. Behind a proxy the socket's
@@ -88,14 +131,17 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     return first ? { client_address: first, proxy_address: socketAddress } : { client_address: socketAddress };
   }
 
-  function accept(ws: WebSocket, bearer: string | null, address: Record<string, string>, socket: Duplex): void {
-    // Every line this connection logs carries its client address.
-    const connection = new Connection(ws, { ...deps, log: deps.log.child(address) }, bearer,
-      (c) => { open.add(c); changed(); },
+  function accept(ws: WebSocket, socket: net.Socket, bearer: string | null, address: Record<string, string>): void {
+    // Every line this connection logs carries its client address. Until the connection has a
+    // verified identity (set just before its `connected` line) its lines spend the shared budget.
+    let connection: Connection | undefined;
+    const log = unauthenticatedLog.limit(deps.log.child(address), () => !connection?.identity);
+    connection = new Connection(ws, { ...deps, log }, bearer,
+      (c) => { unauthenticated.authenticated(socket); open.add(c); changed(); }, // at hello_ack
       (c) => { all.delete(c); if (open.delete(c)) changed(); },
       socket);
     all.add(connection);
-    deps.log.info('websocket opened', { session: connection.sessionId, ...address });
+    log.info('websocket opened', { session: connection.sessionId });
     keepAlive(ws);
   }
 
@@ -125,6 +171,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       await Promise.all([...all].map((c) => c.drain(deadline)));
       server.close();
       server.closeAllConnections();
+      unauthenticatedLog.flush();
     },
     async closeNow(boundMs) {
       draining = true;
@@ -138,6 +185,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       clearTimeout(timer);
       server.close();
       server.closeAllConnections();
+      unauthenticatedLog.flush();
     },
     setCertificate(cert, key) {
       if (!(server instanceof https.Server)) throw new Error('this daemon serves plain HTTP; it has no certificate to replace');

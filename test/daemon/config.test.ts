@@ -10,7 +10,7 @@ import { runDaemon, tempDir } from '../helpers/daemon';
 const CLEAN_ENV: Record<string, undefined> = {
   MCP_ENABLE_MULTI_USER: undefined, SUPABASE_URL: undefined, SUPABASE_JWT_SECRET: undefined, DATABASE_URL: undefined,
   MCP_SESSION_TIMEOUT: undefined, MCP_MAX_CONNECTIONS_PER_USER: undefined, EXAI_WS_HOST: undefined,
-  EXAI_IDLE_EXIT_SECONDS: undefined,
+  EXAI_IDLE_EXIT_SECONDS: undefined, EXAI_PUBLIC_HOSTS: undefined, EXAI_BEHIND_PROXY: undefined,
 };
 const SUPABASE = { MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: 'https://abcdefgh.supabase.co', DATABASE_URL: 'postgres://u:p@127.0.0.1:1/db' };
 
@@ -40,6 +40,10 @@ describe('daemon start-up errors', function () {
     ['a too-short SUPABASE_JWT_SECRET', { ...SUPABASE, SUPABASE_JWT_SECRET: 'short-secret' }, [], /SUPABASE_JWT_SECRET/],
     ['MCP_MAX_CONNECTIONS_PER_USER=0', { MCP_MAX_CONNECTIONS_PER_USER: '0' }, [], /MCP_MAX_CONNECTIONS_PER_USER/],
     ['MCP_SESSION_TIMEOUT=-5', { MCP_SESSION_TIMEOUT: '-5' }, [], /MCP_SESSION_TIMEOUT/],
+    ['EXAI_MAX_UNAUTHENTICATED=0', { EXAI_MAX_UNAUTHENTICATED: '0' }, [], /EXAI_MAX_UNAUTHENTICATED must be a whole number/],
+    ['EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS=x', { EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS: 'x' }, [], /EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS must be a whole number/],
+    ['EXAI_LOG_MAX_MB=0', { EXAI_LOG_MAX_MB: '0' }, [], /EXAI_LOG_MAX_MB must be a whole number/],
+    ['--behind-proxy without EXAI_PUBLIC_HOSTS', SUPABASE, ['--behind-proxy'], /needs --public-host \(EXAI_PUBLIC_HOSTS\)/],
   ];
   for (const [what, env, args, names] of cases) {
     it(`${what} -> exit 2, one line naming the setting`, async function () {

@@ -1,11 +1,10 @@
 // A daemon a team hosts (issue 7), end to end with the real dist/server.js on loopback sockets:
 // its own TLS (wss:// + https /health, a self-signed certificate made with openssl at test time,
-// re-read on SIGHUP), the start-up rules for non-loopback hosts and bad certificate files,
+// re-read on SIGHUP), the start-up rules for non-loopback hosts, public host names (EXAI_PUBLIC_HOSTS) and bad certificate files,
 // --behind-proxy and the client address in the log, the graceful drain on SIGTERM (bounded by
 // EXAI_DRAIN_SECONDS; a second signal exits at once) and log rotation (SIGHUP reopens the file).
 // Every wait is bounded.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -17,6 +16,7 @@ import type { CallToolResult, HelloAck, ServerFrame } from '../../server/protoco
 import { connect, type TestClient } from '../helpers/client';
 import { runDaemon, startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
+import { makeCert, requireOpenssl, type TestCert } from '../helpers/tlsCert';
 import { JAZEEL, MICHELLE, mintAccessToken, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
@@ -31,9 +31,13 @@ const CLEAN_ENV: Record<string, undefined> = {
   SUPABASE_ANON_KEY: undefined, MCP_SESSION_TIMEOUT: undefined, MCP_MAX_CONNECTIONS_PER_USER: undefined,
   EXAI_WS_HOST: undefined, EXAI_IDLE_EXIT_SECONDS: undefined, EXAI_DAEMON_ID: undefined,
   EXAI_TLS_CERT: undefined, EXAI_TLS_KEY: undefined, EXAI_BEHIND_PROXY: undefined, EXAI_DRAIN_SECONDS: undefined,
+  EXAI_PUBLIC_HOSTS: undefined,
 };
 /** Supabase settings that pass the config checks; nothing is reached before the checks under test fail. */
 const FAKE_SUPABASE = { MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: 'https://abcdefgh.supabase.co', DATABASE_URL: 'postgres://u:p@127.0.0.1:1/db' };
+/** A hosted daemon (TLS, --behind-proxy or a non-loopback --host) must name the hosts it answers to. */
+const PUBLIC_HOSTS = { EXAI_PUBLIC_HOSTS: 'exai.example.com' };
+const HOSTED = { ...FAKE_SUPABASE, ...PUBLIC_HOSTS };
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -66,24 +70,6 @@ function get(port: number, urlPath: string, opts: { tls?: boolean; ca?: Buffer }
     req.on('timeout', () => req.destroy(new Error('GET timed out')));
     req.on('error', reject);
   });
-}
-
-interface TestCert {
-  cert: string;
-  key: string;
-  pem: Buffer;
-}
-
-/** A self-signed P-256 certificate for 127.0.0.1 and localhost, valid one day. */
-function makeCert(dir: string, name: string): TestCert {
-  const cert = path.join(dir, `${name}.crt.pem`);
-  const key = path.join(dir, `${name}.key.pem`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-days', '1',
-    '-keyout', key, '-out', cert,
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  return { cert, key, pem: fs.readFileSync(cert) };
 }
 
 /** The JSON lines of the daemon's log file(s) so far. */
@@ -135,11 +121,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
 
   before(async function () {
     this.timeout(30000);
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    } catch {
-      throw new Error('These tests make a self-signed certificate with the openssl command, which was not found; install the Debian package "openssl".');
-    }
+    requireOpenssl();
     certDir = tempDir('tls');
     certA = makeCert(certDir, 'a');
     certB = makeCert(certDir, 'b');
@@ -165,7 +147,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
 
   describe('TLS (--tls-cert / --tls-key)', function () {
     it('serves wss:// hello and https GET /health on one port; plain ws:// and http:// and an untrusted certificate fail', async function () {
-      const d = await startSupabase('tls', { args: ['--tls-cert', certA.cert, '--tls-key', certA.key] });
+      const d = await startSupabase('tls', { env: PUBLIC_HOSTS, args: ['--tls-cert', certA.cert, '--tls-key', certA.key] });
       const wss = `wss://127.0.0.1:${d.port}/`;
 
       const { client, ack } = await helloOk(wss, await mint(), 'tls-1', { ca: certA.pem });
@@ -194,7 +176,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const live = { cert: path.join(certDir, 'live.crt.pem'), key: path.join(certDir, 'live.key.pem') };
       fs.copyFileSync(certA.cert, live.cert);
       fs.copyFileSync(certA.key, live.key);
-      const d = await startSupabase('tls-reload', { env: { EXAI_TLS_CERT: live.cert, EXAI_TLS_KEY: live.key } });
+      const d = await startSupabase('tls-reload', { env: { ...PUBLIC_HOSTS, EXAI_TLS_CERT: live.cert, EXAI_TLS_KEY: live.key } });
       assert.equal((await get(d.port, '/health', { tls: true, ca: certA.pem })).status, 200);
       await assert.rejects(get(d.port, '/health', { tls: true, ca: certB.pem }));
 
@@ -249,20 +231,29 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       ['supabase mode, EXAI_WS_HOST=::, neither TLS nor proxy', () => [{ ...FAKE_SUPABASE, EXAI_WS_HOST: '::' }, []], /--host :: is not a loopback address.*--tls-cert.*--behind-proxy/],
       ['local mode, --host 0.0.0.0 even with TLS', () => [{}, ['--host', '0.0.0.0', '--tls-cert', certA.cert, '--tls-key', certA.key]],
         /--host 0\.0\.0\.0 is not a loopback address; local mode only listens on 127\.0\.0\.1 or ::1\./],
-      ['a --tls-cert that does not exist', () => [FAKE_SUPABASE, ['--tls-cert', path.join(root, 'missing.pem'), '--tls-key', certA.key]],
+      ['a --tls-cert that does not exist', () => [HOSTED, ['--tls-cert', path.join(root, 'missing.pem'), '--tls-key', certA.key]],
         /^exai-daemon: --tls-cert \S*missing\.pem cannot be read \(ENOENT\)/],
-      ['an EXAI_TLS_CERT that does not exist', () => [{ ...FAKE_SUPABASE, EXAI_TLS_CERT: path.join(root, 'missing.pem'), EXAI_TLS_KEY: certA.key }, []],
+      ['an EXAI_TLS_CERT that does not exist', () => [{ ...HOSTED, EXAI_TLS_CERT: path.join(root, 'missing.pem'), EXAI_TLS_KEY: certA.key }, []],
         /^exai-daemon: EXAI_TLS_CERT \S*missing\.pem cannot be read \(ENOENT\)/],
-      ['a --tls-key that is a directory', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert, '--tls-key', root]], /^exai-daemon: --tls-key \S+ cannot be read \(EISDIR\)/],
-      ['a --tls-cert that is not PEM', () => [FAKE_SUPABASE, ['--tls-cert', notPem(), '--tls-key', certA.key]], /^exai-daemon: --tls-cert \S+ is not a PEM certificate/],
-      ['a --tls-key that is not PEM', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert, '--tls-key', notPem()]], /^exai-daemon: --tls-key \S+ is not a PEM private key/],
-      ['a certificate given as the key', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert, '--tls-key', certA.cert]], /^exai-daemon: --tls-key \S+ is not a PEM private key/],
-      ['the key of another certificate', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert, '--tls-key', certB.key]],
+      ['a --tls-key that is a directory', () => [HOSTED, ['--tls-cert', certA.cert, '--tls-key', root]], /^exai-daemon: --tls-key \S+ cannot be read \(EISDIR\)/],
+      ['a --tls-cert that is not PEM', () => [HOSTED, ['--tls-cert', notPem(), '--tls-key', certA.key]], /^exai-daemon: --tls-cert \S+ is not a PEM certificate/],
+      ['a --tls-key that is not PEM', () => [HOSTED, ['--tls-cert', certA.cert, '--tls-key', notPem()]], /^exai-daemon: --tls-key \S+ is not a PEM private key/],
+      ['a certificate given as the key', () => [HOSTED, ['--tls-cert', certA.cert, '--tls-key', certA.cert]], /^exai-daemon: --tls-key \S+ is not a PEM private key/],
+      ['the key of another certificate', () => [HOSTED, ['--tls-cert', certA.cert, '--tls-key', certB.key]],
         /^exai-daemon: --tls-key \S+b\.key\.pem is not the private key of the certificate in --tls-cert \S+a\.crt\.pem\.$/],
       ['--tls-cert without --tls-key', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert]], /^exai-daemon: --tls-cert needs --tls-key/],
       ['EXAI_TLS_KEY without EXAI_TLS_CERT', () => [{ ...FAKE_SUPABASE, EXAI_TLS_KEY: certA.key }, []], /^exai-daemon: EXAI_TLS_KEY needs --tls-cert \(EXAI_TLS_CERT\)/],
       ['EXAI_BEHIND_PROXY=maybe', () => [{ ...FAKE_SUPABASE, EXAI_BEHIND_PROXY: 'maybe' }, []], /EXAI_BEHIND_PROXY must be true or false/],
       ['EXAI_DRAIN_SECONDS=-1', () => [{ EXAI_DRAIN_SECONDS: '-1' }, []], /EXAI_DRAIN_SECONDS must be a whole number from 0 to 3600/],
+      ['a daemon with its own TLS but no EXAI_PUBLIC_HOSTS', () => [FAKE_SUPABASE, ['--tls-cert', certA.cert, '--tls-key', certA.key]],
+        /^exai-daemon: A hosted daemon \(TLS, --behind-proxy or a non-loopback --host\) needs --public-host \(EXAI_PUBLIC_HOSTS\): the host names clients reach it by, comma-separated .*DNS rebinding\.$/],
+      ['--behind-proxy on 0.0.0.0 without EXAI_PUBLIC_HOSTS', () => [FAKE_SUPABASE, ['--host', '0.0.0.0', '--behind-proxy']], /needs --public-host \(EXAI_PUBLIC_HOSTS\)/],
+      ['EXAI_PUBLIC_HOSTS=" , " (no name)', () => [{ ...FAKE_SUPABASE, EXAI_PUBLIC_HOSTS: ' , ' }, ['--behind-proxy']], /needs --public-host \(EXAI_PUBLIC_HOSTS\)/],
+      ['a --public-host with a scheme', () => [FAKE_SUPABASE, ['--behind-proxy', '--public-host', 'https://exai.example.com']],
+        /^exai-daemon: --public-host entry "https:\/\/exai\.example\.com" is not a host name; list names such as exai\.example\.com, without scheme or port/],
+      ['an EXAI_PUBLIC_HOSTS entry with a port', () => [{ ...FAKE_SUPABASE, EXAI_PUBLIC_HOSTS: 'a.example.com,b.example.com:443' }, ['--behind-proxy']], /^exai-daemon: EXAI_PUBLIC_HOSTS entry "b\.example\.com:443" is not a host name/],
+      ['EXAI_PUBLIC_HOSTS on a loopback-only daemon', () => [PUBLIC_HOSTS, []],
+        /^exai-daemon: EXAI_PUBLIC_HOSTS is for a hosted daemon .* this one serves loopback only and answers to localhost, 127\.0\.0\.1 and \[::1\], so unset it\.$/],
     ];
     for (const [what, setting, expected] of cases) {
       it(`${what} -> exit 2, one sentence naming the setting`, async function () {
@@ -278,19 +269,29 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
     }
 
     it('loadConfig: a non-loopback host in supabase mode is fine with TLS, --behind-proxy or EXAI_BEHIND_PROXY=true', function () {
-      const env = { ...FAKE_SUPABASE, EXAI_STATE_DIR: root };
+      const env = { ...HOSTED, EXAI_STATE_DIR: root };
       const viaTls = loadConfig(['--host', '0.0.0.0', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], env);
       assert.deepEqual(viaTls.tls, { certFile: path.resolve('c.pem'), keyFile: path.resolve('k.pem'), certSetting: '--tls-cert', keySetting: '--tls-key' });
       assert.equal(viaTls.behindProxy, false);
       assert.equal(loadConfig(['--host', '0.0.0.0', '--behind-proxy'], env).behindProxy, true);
       assert.equal(loadConfig([], { ...env, EXAI_WS_HOST: '10.0.0.5', EXAI_BEHIND_PROXY: 'true' }).behindProxy, true);
       assert.equal(loadConfig([], { ...env, EXAI_TLS_CERT: '/c', EXAI_TLS_KEY: '/k' }).tls?.certSetting, 'EXAI_TLS_CERT');
-      const defaults = loadConfig([], env);
+      const defaults = loadConfig([], { ...FAKE_SUPABASE, EXAI_STATE_DIR: root });
       assert.equal(defaults.tls, null);
+      assert.equal(defaults.publicHosts, null, 'loopback only: loopback names alone');
       assert.equal(defaults.behindProxy, false);
       assert.equal(defaults.drainSec, 10);
-      assert.equal(loadConfig([], { ...env, EXAI_DRAIN_SECONDS: '0' }).drainSec, 0);
+      assert.equal(loadConfig([], { ...FAKE_SUPABASE, EXAI_STATE_DIR: root, EXAI_DRAIN_SECONDS: '0' }).drainSec, 0);
       assert.throws(() => loadConfig(['--host', '0.0.0.0'], { ...env, EXAI_BEHIND_PROXY: 'false' }), ConfigError);
+    });
+
+    it('loadConfig: the public host names, from EXAI_PUBLIC_HOSTS or repeated --public-host flags, trimmed and lower case', function () {
+      const env = { ...FAKE_SUPABASE, EXAI_STATE_DIR: root };
+      assert.deepEqual(loadConfig(['--behind-proxy'], { ...env, EXAI_PUBLIC_HOSTS: ' EXAI.example.com ,b.example.org,' }).publicHosts, ['exai.example.com', 'b.example.org']);
+      assert.deepEqual(loadConfig(['--behind-proxy', '--public-host', 'a.example.com,b.example.com', '--public-host', 'c.example.com'], { ...env, EXAI_PUBLIC_HOSTS: 'ignored.example.com' }).publicHosts,
+        ['a.example.com', 'b.example.com', 'c.example.com'], 'the flag wins over the variable');
+      assert.deepEqual(loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--public-host', 'exai'], env).publicHosts, ['exai'], 'TLS on loopback is hosted too; a single-label name is fine');
+      assert.equal(loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem'], { EXAI_STATE_DIR: root }).publicHosts, null, 'local mode with TLS is still loopback only');
     });
   });
 
@@ -306,7 +307,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const refused = await runDaemon({ env: { ...CLEAN_ENV, ...FAKE_SUPABASE }, args: ['--host', host] }, 10000);
       assert.equal(refused.code, 2, 'without --behind-proxy it is refused');
 
-      const d = await startSupabase('proxy', { args: ['--host', host, '--behind-proxy'] });
+      const d = await startSupabase('proxy', { env: PUBLIC_HOSTS, args: ['--host', host, '--behind-proxy'] });
       const { ack } = await helloOk(d.url, await mint(), 'proxied', { headers: { 'X-Forwarded-For': '203.0.113.7, 10.1.2.3' } });
       const lines = await waitFor(() => {
         const all = logLines(d);

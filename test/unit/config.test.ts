@@ -36,6 +36,17 @@ describe('loadConfig', function () {
     assert.equal(c.jwtSecret, null);
     assert.equal(c.stateDir, path.join(os.homedir(), '.exai'));
     assert.equal(c.logDir, path.join(os.homedir(), '.exai', 'logs'));
+    assert.equal(c.publicHosts, null);
+    assert.equal(c.maxUnauthenticated, 256);
+    assert.equal(c.maxUnauthenticatedPerAddress, 32);
+    assert.equal(c.logMaxBytes, 50 * 1024 * 1024);
+  });
+
+  it('reads the caps on unauthenticated sockets and the log file bound', function () {
+    const c = loadConfig([], { EXAI_MAX_UNAUTHENTICATED: '1000', EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS: '8', EXAI_LOG_MAX_MB: '3' });
+    assert.equal(c.maxUnauthenticated, 1000);
+    assert.equal(c.maxUnauthenticatedPerAddress, 8);
+    assert.equal(c.logMaxBytes, 3 * 1024 * 1024);
   });
 
   it('reads the environment', function () {
@@ -121,7 +132,7 @@ describe('loadConfig', function () {
   });
 
   it('allows a non-loopback host in supabase mode only', function () {
-    assert.equal(loadConfig(['--host', '0.0.0.0', '--behind-proxy'], SUPABASE_ENV).host, '0.0.0.0'); // TLS rules: test/daemon/hosting.test.ts
+    assert.equal(loadConfig(['--host', '0.0.0.0', '--behind-proxy', '--public-host', 'exai.example.com'], SUPABASE_ENV).host, '0.0.0.0'); // TLS and Host rules: test/daemon/hosting.test.ts
     assert.match(configError(['--host', '0.0.0.0'], {}), /--host 0\.0\.0\.0 is not a loopback address/);
   });
 
@@ -156,6 +167,12 @@ describe('loadConfig', function () {
     ['MCP_SESSION_TIMEOUT=-5', [], { MCP_SESSION_TIMEOUT: '-5' }, /MCP_SESSION_TIMEOUT/],
     ['EXAI_IDLE_EXIT_SECONDS=soon', [], { EXAI_IDLE_EXIT_SECONDS: 'soon' }, /EXAI_IDLE_EXIT_SECONDS/],
     ['an empty --host', ['--host', ''], {}, /--host/],
+    ['EXAI_MAX_UNAUTHENTICATED=0', [], { EXAI_MAX_UNAUTHENTICATED: '0' }, /^EXAI_MAX_UNAUTHENTICATED must be a whole number from 1 to 100000/],
+    ['EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS=many', [], { EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS: 'many' }, /^EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS must be a whole number/],
+    ['EXAI_LOG_MAX_MB=0', [], { EXAI_LOG_MAX_MB: '0' }, /^EXAI_LOG_MAX_MB must be a whole number from 1 to 100000/],
+    ['a hosted daemon without public host names', ['--behind-proxy'], SUPABASE_ENV, /needs --public-host \(EXAI_PUBLIC_HOSTS\)/],
+    ['EXAI_PUBLIC_HOSTS in local mode', [], { EXAI_PUBLIC_HOSTS: 'exai.example.com' }, /^EXAI_PUBLIC_HOSTS is for a hosted daemon/],
+    ['a --public-host that is not a name', ['--behind-proxy', '--public-host', 'exai.example.com/x'], SUPABASE_ENV, /^--public-host entry "exai\.example\.com\/x" is not a host name/],
   ];
   for (const [what, argv, env, names] of bad) {
     it(`refuses ${what} with one sentence naming the setting`, function () {

@@ -1,4 +1,5 @@
-// The daemon's log: Redactor (what must never reach the disk) and createLogger / openLogFile.
+// The daemon's log: Redactor (what must never reach the disk) and createLogger / openLogFile (its byte bounds).
+// LogBudget: test/unit/logBudget.test.ts.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -157,6 +158,55 @@ describe('openLogFile', function () {
     await again.close();
     assert.equal(fs.readFileSync(sink.file!, 'utf8'), 'one\ntwo\n');
     assert.equal(fs.statSync(sink.file!).mode & 0o777, 0o600);
+  });
+
+  it('maxBytes: past the bound the file moves to <file>.old (replacing the previous one); each file stays within the bound', async function () {
+    const sink = openLogFile(dir, 7, { maxBytes: 1000 });
+    const line = (i: number) => `${JSON.stringify({ i, pad: 'x'.repeat(80) })}\n`; // 100 bytes
+    for (let i = 0; i < 35; i++) sink.write(line(i));
+    await sink.close();
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['exai-daemon-7.log', 'exai-daemon-7.log.old']);
+    const current = fs.readFileSync(sink.file!, 'utf8');
+    const old = fs.readFileSync(`${sink.file}.old`, 'utf8');
+    assert.equal(old, Array.from({ length: 10 }, (_, k) => line(20 + k)).join(''), 'the previous 10 lines, whole');
+    assert.equal(current, Array.from({ length: 5 }, (_, k) => line(30 + k)).join(''), 'the newest lines');
+    assert.equal(fs.statSync(`${sink.file}.old`).mode & 0o777, 0o600);
+  });
+
+  it('maxBytes: an outside truncation (copytruncate) is noticed before rotating; a file moved away (logrotate without SIGHUP) is simply replaced', async function () {
+    const sink = openLogFile(dir, 8, { maxBytes: 1000 });
+    const line = `${'y'.repeat(99)}\n`;
+    for (let i = 0; i < 8; i++) sink.write(line);
+    await new Promise((r) => setTimeout(r, 50)); // let the stream flush before truncating
+    fs.truncateSync(sink.file!, 0);
+    for (let i = 0; i < 8; i++) sink.write(line);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fs.existsSync(`${sink.file}.old`), false, 'no rotation: the file holds 800 bytes, not 1600');
+    assert.equal(fs.statSync(sink.file!).size, 800);
+
+    fs.renameSync(sink.file!, `${sink.file}.1`);
+    for (let i = 0; i < 5; i++) sink.write(line);
+    await sink.close();
+    // Up to the bound the lines follow the moved file (the count may run a line ahead of the disk, never behind).
+    const moved = fs.statSync(`${sink.file}.1`).size;
+    assert.ok(moved >= 900 && moved <= 1000, `${moved} bytes in the moved file`);
+    assert.equal(fs.readFileSync(sink.file!, 'utf8'), line.repeat(5 - (moved - 800) / 100), 'then a fresh file at the path');
+    assert.equal(fs.existsSync(`${sink.file}.old`), false);
+  });
+
+  it('drops lines the disk has not taken past 4 MiB, and says how many in the next line written', async function () {
+    const sink = openLogFile(dir, 9);
+    const line = `${'z'.repeat(1023)}\n`;
+    for (let i = 0; i < 6 * 1024; i++) sink.write(line); // 6 MiB in one tick: the stream cannot flush in between
+    await new Promise((r) => setTimeout(r, 200));
+    sink.write('after\n');
+    await sink.close();
+    const lines = fs.readFileSync(sink.file!, 'utf8').split('\n').filter(Boolean);
+    const kept = lines.filter((l) => l.startsWith('z')).length;
+    assert.ok(kept <= 4 * 1024 && kept >= 4 * 1024 - 1, `${kept} lines kept`);
+    const note = JSON.parse(lines.at(-2)!);
+    assert.equal(note.msg, `dropped ${6 * 1024 - kept} log lines: the disk did not keep up`);
+    assert.equal(lines.at(-1), 'after');
   });
 
   it('gives two processes two files in the same directory', async function () {
