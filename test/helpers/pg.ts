@@ -23,6 +23,18 @@ export function migrationFiles(): string[] {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort().map((f) => path.join(dir, f));
 }
 
+/** The plain-Postgres auth fixture, then every migration, in the database `client` is connected to. */
+export async function applySchema(client: Client): Promise<void> {
+  await client.query(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'plain-postgres-auth.sql'), 'utf8'));
+  for (const file of migrationFiles()) {
+    try {
+      await client.query(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`migration ${path.basename(file)} failed: ${(err as Error).message}`);
+    }
+  }
+}
+
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `exai_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
   const admin = new Client({ connectionString: ADMIN_URL });
@@ -34,14 +46,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const client = new Client({ connectionString: url.toString() });
   await client.connect();
-  await client.query(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'plain-postgres-auth.sql'), 'utf8'));
-  for (const file of migrationFiles()) {
-    try {
-      await client.query(fs.readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new Error(`migration ${path.basename(file)} failed: ${(err as Error).message}`);
-    }
-  }
+  await applySchema(client);
   return {
     url: url.toString(),
     name,
