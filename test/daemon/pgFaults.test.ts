@@ -18,8 +18,11 @@ type FailAck = Extract<HelloAck, { ok: false }>;
 const PER_USER = 25;
 const USERS = [JAZEEL, MICHELLE];
 /** Bound on each client's calls in one load run. */
-const MAX_CALLS_PER_CLIENT = 200;
-const PAUSE_BETWEEN_CALLS_MS = 10;
+const MAX_CALLS_PER_CLIENT = 400;
+/** Short, so that calls are always in flight when PostgreSQL terminates its backends. */
+const PAUSE_AFTER_OK_MS = 10;
+/** Longer after a failure (they come fast while the database is down), so the bound above lasts. */
+const PAUSE_AFTER_FAILURE_MS = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -100,7 +103,7 @@ describe('PostgreSQL restarts and outages under load (a cluster this file owns)'
         const tool = (i + n) % 2 ? 'whoami' : 'sessions';
         const res = await call(client, tool);
         outcomes.push({ at: Date.now(), tool, code: res.ok ? null : res.error.code });
-        await sleep(PAUSE_BETWEEN_CALLS_MS);
+        await sleep(res.ok ? PAUSE_AFTER_OK_MS : PAUSE_AFTER_FAILURE_MS);
       }
     });
     return {
