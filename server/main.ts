@@ -11,6 +11,7 @@ import type { ListeningLine } from './protocol';
 import { MemorySessionStore } from './sessions/memoryStore';
 import { DataApiSessionStore } from './sessions/dataApiStore';
 import { PgSessionStore } from './sessions/pgStore';
+import { PendingEndings } from './sessions/pendingEndings';
 import type { SessionStore, ThreadStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
 import { createChatTool } from './tools/chat';
@@ -26,6 +27,8 @@ import { VERSION } from './version';
 const FORCED_EXIT_ROWS_MS = 1000;
 /** Past the drain bound, the rest of a graceful stop (rows, database pool, log) gets this long. */
 const STOP_SLACK_MS = 5000;
+/** Within the slack: how long a graceful stop keeps trying to write endings queued during a store outage. */
+const FLUSH_ENDINGS_MS = 3000;
 
 function printLine(line: ListeningLine): void {
   process.stdout.write(JSON.stringify(line) + '\n');
@@ -82,6 +85,8 @@ async function main(): Promise<void> {
   const log = createLogger(sink, redactor, { daemon_pid: process.pid });
 
   const store = createStore(config, log);
+  // The Data API writes each ending with the user's own token, which can expire while it is down.
+  const endings = new PendingEndings({ store, log, needsLiveToken: config.sessionStore === 'data-api' });
   const providers = new Providers(config.providers);
   if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec });
   else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
@@ -115,6 +120,7 @@ async function main(): Promise<void> {
       resultBudget: new ResultBudget(),
       verifier,
       store,
+      endings,
       tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
       log,
     },
@@ -165,6 +171,11 @@ async function main(): Promise<void> {
     log.info('stopping', { why, drain_s: config.drainSec });
     setTimeout(() => void forceExit(`the drain did not finish within ${config.drainSec} s + ${STOP_SLACK_MS / 1000} s`), config.drainSec * 1000 + STOP_SLACK_MS);
     await server.drain(config.drainSec * 1000);
+    const unwritten = await endings.flush(FLUSH_ENDINGS_MS);
+    if (unwritten > 0) {
+      log.warn('final session statuses were not written: the session store is still unavailable; those rows read stale after the liveness bound',
+        { unwritten });
+    }
     await exit(0);
   };
   const onSignal = (signal: NodeJS.Signals) => {

@@ -8,6 +8,13 @@
 // supabase/migrations/; this file only calls them and translates HTTP failures into StoreUnavailable.
 // The token is taken from the Identity of each call (connection.ts passes the current one, so a
 // token renewed in-band is used from the next call on). It never goes into a message or a log.
+//
+// While the Data API cannot be reached every call rejects with StoreUnavailable ("unreachable"):
+// hellos are refused with 1013, tools answer store_unavailable, and final statuses wait in the
+// daemon's queue (pendingEndings.ts, created with needsLiveToken for this store). Each ending is
+// written with its user's own token, so one whose token expires before the API is back can never
+// be written: it is dropped, not retried, and its row reads `stale` after the liveness bound
+// (mcp_session_stale_after()), as the rows of a killed daemon do.
 import type { Identity } from '../auth/identity';
 import {
   StoreUnavailable,

@@ -25,6 +25,8 @@ export interface PgSessionStoreOptions {
 
 export class PgSessionStore implements SessionStore, ThreadStore {
   private readonly pool: Pool;
+  /** Clients whose connection failed: released with an error, so the pool closes them. */
+  private readonly broken = new WeakSet<PoolClient>();
   private ended = false;
 
   constructor(options: PgSessionStoreOptions) {
@@ -35,8 +37,17 @@ export class PgSessionStore implements SessionStore, ThreadStore {
       // Fail (and retry later) instead of hanging when the database host does not answer.
       connectionTimeoutMillis: 10_000,
     });
-    // An idle client whose backend goes away emits 'error' on the pool; unhandled, it would crash the daemon.
-    // The next query fails and is reported as StoreUnavailable instead.
+    // When PostgreSQL restarts or stops, every backend is terminated (57P01) and each client's socket
+    // closes. pg then emits 'error' on the client, and an 'error' event nobody listens to kills the
+    // process. pg-pool listens only while a client is idle (and re-emits on the pool); a client that
+    // is checked out has no listener. So every client gets one for its whole life: it marks the
+    // client broken (asUser then drops it instead of reusing it); the query in flight, if any,
+    // rejects by itself and becomes StoreUnavailable.
+    this.pool.on('connect', (client) => {
+      client.on('error', () => this.broken.add(client));
+    });
+    // The pool's re-emit of an idle client's error: the client is already removed; the next query
+    // opens a new connection (or fails with StoreUnavailable while the database is down).
     this.pool.on('error', () => {});
   }
 
@@ -154,7 +165,7 @@ export class PgSessionStore implements SessionStore, ThreadStore {
     } catch (err) {
       throw toStoreError(err);
     }
-    let broken = false;
+    let releaseError: Error | undefined;
     try {
       // `local`: the role and the claims end with the transaction, so a pooled connection never keeps them.
       // READ COMMITTED even if the server default differs: mcp_claim_session counts after its lock and
@@ -165,14 +176,14 @@ export class PgSessionStore implements SessionStore, ThreadStore {
       await client.query('commit');
       return result;
     } catch (err) {
-      try {
-        await client.query('rollback');
-      } catch {
-        broken = true; // the connection is unusable; drop it rather than return it to the pool
+      if (!this.broken.has(client)) {
+        // A rollback that fails means the connection is unusable.
+        await client.query('rollback').catch((rollbackError: Error) => { releaseError = rollbackError; });
       }
       throw toStoreError(err);
     } finally {
-      client.release(broken);
+      // Released with an error, the client is closed instead of handed to the next caller.
+      client.release(releaseError ?? (this.broken.has(client) ? new Error('the connection failed') : undefined));
     }
   }
 }
@@ -182,11 +193,18 @@ function threadError(err: unknown, threadId: string): unknown {
   return (err as { code?: unknown } | null)?.code === 'P0002' ? new ThreadNotFound(threadId) : err;
 }
 
-// SQLSTATEs meaning "the server is not available to us right now" (the rest are real query errors).
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '53400']);
+// SQLSTATEs meaning "the server is not available to us right now" (the rest are real query errors):
+// admin_shutdown (restart or stop), crash_shutdown, cannot_connect_now (starting up or shutting down).
+const GOING_AWAY_SQLSTATES = new Set(['57P01', '57P02', '57P03']);
+// too_many_connections, insufficient_resources.
+const OVERLOADED_SQLSTATES = new Set(['53300', '53400']);
 const NETWORK_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
 ]);
+// Errors pg and pg-pool raise without a code when the socket closes, a connect times out, or a
+// client whose connection already failed is asked for another query (node_modules/pg/lib/client.js).
+const LOST_CONNECTION = /^(Connection terminated|timeout exceeded when trying to connect|timeout expired|Client has encountered a connection error)/;
+const WILL_RETRY = 'the daemon reconnects by itself once it is back. Try again in a moment.';
 
 /** Maps connection/backend failures to StoreUnavailable; other errors pass through unchanged. */
 function toStoreError(err: unknown): unknown {
@@ -194,8 +212,14 @@ function toStoreError(err: unknown): unknown {
   const raw = (err as Error & { code?: unknown }).code;
   const code = typeof raw === 'string' ? raw : '';
   // Only the code goes into the message: pg's own messages may name the host, user or database.
-  if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08')) {
-    return new StoreUnavailable(`The session database is unreachable (${code}); the daemon will retry. Try again shortly.`, err);
+  if (GOING_AWAY_SQLSTATES.has(code)) {
+    return new StoreUnavailable(`The session database is restarting or shutting down (${code}); ${WILL_RETRY}`, err);
+  }
+  if (OVERLOADED_SQLSTATES.has(code)) {
+    return new StoreUnavailable(`The session database has no room for another connection (${code}); ${WILL_RETRY}`, err);
+  }
+  if (NETWORK_CODES.has(code) || code.startsWith('08')) {
+    return new StoreUnavailable(`The session database is unreachable (${code}); ${WILL_RETRY}`, err);
   }
   if (code.startsWith('28') || code === '3D000') {
     return new StoreUnavailable(
@@ -203,9 +227,8 @@ function toStoreError(err: unknown): unknown {
       err,
     );
   }
-  // pg raises these without a code when the socket closes or the connect timeout fires.
-  if (/^Connection terminated|timeout exceeded when trying to connect/.test(err.message)) {
-    return new StoreUnavailable('The session database is unreachable (connection lost or timed out); the daemon will retry. Try again shortly.', err);
+  if (LOST_CONNECTION.test(err.message)) {
+    return new StoreUnavailable(`The session database is unreachable (connection lost or timed out); ${WILL_RETRY}`, err);
   }
   return err;
 }

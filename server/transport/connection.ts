@@ -14,6 +14,7 @@ import {
   RequestId, shortened, type CallToolResult, type ServerFrame, type WireError,
 } from '../protocol';
 import { StoreUnavailable, type ClaimResult, type SessionStore } from '../sessions/store';
+import type { PendingEndings } from '../sessions/pendingEndings';
 import type { ToolRegistry } from '../tools/registry';
 import { RecentResults, type ResultBudget } from './recentResults';
 import { VERSION } from '../version';
@@ -48,6 +49,8 @@ export interface ConnectionDeps {
   options: ConnectionOptions;
   verifier: TokenVerifier;
   store: SessionStore;
+  /** Writes final statuses, retrying daemon-wide while the store is unavailable. */
+  endings: PendingEndings;
   tools: ToolRegistry;
   log: Logger;
   /** The daemon-wide byte budget of kept call_tool results, shared by every connection. */
@@ -76,7 +79,9 @@ export class Connection {
   private draining = false;
   private readonly queuedDuringHello: string[] = [];
   private readonly timers = new Map<'hello' | 'expiring' | 'expiry' | 'idle' | 'heartbeat', NodeJS.Timeout>();
-  /** Resolves once the session row has its final status (or the attempt to write it gave up). */
+  /** The last heartbeat failed: the next failures are not logged again (an outage would fill the log). */
+  private heartbeatFailing = false;
+  /** Resolves once the session row has its final status (or the ending is queued until the store is back). */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
 
@@ -355,10 +360,16 @@ export class Connection {
     if (this.state !== 'open' || !this.identity) return;
     try {
       const stillConnected = await this.deps.store.touch(this.identity, this.sessionId);
+      if (this.heartbeatFailing) {
+        this.heartbeatFailing = false;
+        this.log.info('heartbeat works again');
+        this.deps.endings.retryNow(); // the store is back: write the endings queued meanwhile now
+      }
       // The row is the source of truth: a session ended elsewhere ends this connection too.
       if (!stillConnected && this.state === 'open') this.close(CloseCode.sessionEnded, ErrorCode.sessionEnded, 'disconnected');
     } catch (err) {
-      this.log.warn('heartbeat could not update last_active', { error: err });
+      if (!this.heartbeatFailing) this.log.warn('heartbeat could not update last_active; not logged again until it works', { error: err });
+      this.heartbeatFailing = true;
     }
   }
 
@@ -478,16 +489,8 @@ export class Connection {
   }
 
   private async writeFinalStatus(identity: Identity, status: 'disconnected' | 'expired'): Promise<void> {
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      try {
-        return await this.deps.store.close(identity, this.sessionId, status);
-      } catch (err) {
-        this.log.warn('could not write the final session status', { attempt, status, error: err });
-        await new Promise((r) => setTimeout(r, 200 * attempt));
-      }
-    }
-    // The row stays `connected` in storage but reads as stale once its heartbeat stops (see migrations).
-    this.log.error('gave up writing the final session status; the row will read as stale');
+    // While the store is down the ending waits in the daemon-wide queue; this does not wait for it.
+    await this.deps.endings.end(identity, this.sessionId, status);
   }
 
   private setTimer(name: 'hello' | 'expiring' | 'expiry' | 'idle', ms: number, fn: () => void): void {

@@ -47,17 +47,13 @@ export function migrationFiles(): string[] {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.sql')).sort().map((f) => path.join(dir, f));
 }
 
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `exai_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
-  const admin = new Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const client = new Client({ connectionString: url.toString() });
-  await client.connect();
+/** The plain-Postgres auth fixture, then every migration, in the database `client` is connected to. */
+/**
+ * The plain-Postgres auth fixture, then every migration as a role that is neither superuser nor
+ * BYPASSRLS (as Supabase's `postgres`), so the SECURITY DEFINER functions run with realistic rights.
+ * `client` must be connected as a superuser of its cluster.
+ */
+export async function applySchema(client: Client): Promise<void> {
   await client.query(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'plain-postgres-auth.sql'), 'utf8'));
   await ensureMigrationRole(client);
   // What Supabase's `postgres` may do that the migrations need: create in public, reference auth.users.
@@ -72,6 +68,20 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     }
   }
   await client.query('reset role');
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `exai_test_${process.pid}_${crypto.randomBytes(4).toString('hex')}`;
+  const admin = new Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  const client = new Client({ connectionString: url.toString() });
+  await client.connect();
+  await applySchema(client);
   return {
     url: url.toString(),
     name,
