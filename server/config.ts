@@ -240,8 +240,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     drainSec: integer('EXAI_DRAIN_SECONDS', env.EXAI_DRAIN_SECONDS, 10, 0, 3600),
     providers: providerSettings(env),
     publicHosts: publicHostsSetting(flags['public-host'], env, mode === 'supabase' && (!isLoopbackHost(host) || tls !== null || behindProxy)),
-    maxUnauthenticated: integer('EXAI_MAX_UNAUTHENTICATED', env.EXAI_MAX_UNAUTHENTICATED, 256, 1, 100_000),
-    maxUnauthenticatedPerAddress: integer('EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS', env.EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, 32, 1, 100_000),
+    maxUnauthenticated: integer('EXAI_MAX_UNAUTHENTICATED', env.EXAI_MAX_UNAUTHENTICATED, 512, 1, 100_000),
+    maxUnauthenticatedPerAddress: integer('EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS', env.EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, 128, 1, 100_000),
     logMaxBytes: integer('EXAI_LOG_MAX_MB', env.EXAI_LOG_MAX_MB, 50, 1, 100_000) * 1024 * 1024,
   };
 }

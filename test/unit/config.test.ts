@@ -37,8 +37,8 @@ describe('loadConfig', function () {
     assert.equal(c.stateDir, path.join(os.homedir(), '.exai'));
     assert.equal(c.logDir, path.join(os.homedir(), '.exai', 'logs'));
     assert.equal(c.publicHosts, null);
-    assert.equal(c.maxUnauthenticated, 256);
-    assert.equal(c.maxUnauthenticatedPerAddress, 32);
+    assert.equal(c.maxUnauthenticated, 512);
+    assert.equal(c.maxUnauthenticatedPerAddress, 128);
     assert.equal(c.logMaxBytes, 50 * 1024 * 1024);
   });
 
