@@ -54,7 +54,8 @@ export class WindowConnection {
       const now = Date.now();
       if (now - this.lastTick > CLOCK_CHECK_MS + CLOCK_JUMP_MS) {
         deps.log.info(`clock jumped ${Math.round((now - this.lastTick) / 1000)} s (sleep/resume?); re-checking the session`);
-        void this.refreshNow().then(() => this.client?.state.kind !== 'connected' && this.client?.reconnectNow());
+        // An idle connection stays idle: it reconnects when used, not because the machine woke up.
+        void this.refreshNow().then(() => this.client && !['connected', 'idle'].includes(this.client.state.kind) && this.client.reconnectNow());
       }
       this.lastTick = now;
     }, CLOCK_CHECK_MS);
@@ -184,6 +185,9 @@ export class WindowConnection {
         });
       case 'reconnecting':
         return this.deps.onStatus({ kind: 'reconnecting', who, attempt: state.attempt, delayMs: state.delayMs, reason: state.reason });
+      case 'idle':
+        this.deps.log.info('idle: the daemon closed the connection after its idle timeout; it reconnects when next used');
+        return this.deps.onStatus({ kind: 'idle', who, daemon: this.daemonUrl });
       case 'error':
         return this.deps.onStatus({ kind: 'error', who, message: state.message, actions: actionsFor(state.code) });
       case 'stopped':

@@ -75,6 +75,15 @@ describe('describeStatus (status bar wording)', function () {
     const v = describeStatus({ kind: 'reconnecting', who: null, attempt: 3, delayMs: 4200, reason: 'daemon went away' } as Status);
     assert.match(v.tooltip, /Retry 3 in 4 s/);
   });
+  it('idle: "idle — reconnects when used", why in the tooltip, Reconnect first; neither error nor warning', function () {
+    const v = describeStatus({ kind: 'idle', who: 'jazeel@example.com', daemon: 'ws://127.0.0.1:8079/' });
+    assert.equal(v.text, '$(debug-pause) EXAI: idle — reconnects when used');
+    assert.equal(v.ariaLabel, 'EXAI idle as jazeel@example.com: reconnects when used');
+    assert.match(v.tooltip, /closed this window's connection because nothing used it for its idle timeout/);
+    assert.match(v.tooltip, /reconnects by itself the next time you use it \(a tool call, Try a Tool, Show Sessions\)/);
+    assert.deepEqual(v.actions, ['reconnect', 'showSessions', 'showLog']);
+    assert.equal(v.isError || v.isWarning, false);
+  });
   it('formats token lifetimes', function () {
     assert.equal(formatDelta(-1), 'expired');
     assert.equal(formatDelta(45_000), 'expires in 45 s');
