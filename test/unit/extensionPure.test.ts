@@ -1,10 +1,12 @@
 // The extension's pure parts: settings validation, status wording, refresh timing, OAuth redirect
 // paths and auth error sentences. No vscode, no I/O.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { needsRefresh, refreshAheadSec, secondsLeft } from '../../src/auth/accounts';
 import { CALLBACK_PATH, START_PATH, withPath } from '../../src/auth/flows/oauthPkce';
 import { describeAuthError, isTerminalRefreshError } from '../../src/auth/supabase';
-import { parseConfig } from '../../src/config';
+import { parseConfig, userValue } from '../../src/config';
 import { describeStatus, formatDelta, type Status } from '../../src/ui/status';
 import { AuthApiError, AuthRetryableFetchError } from '@supabase/supabase-js';
 
@@ -42,6 +44,25 @@ describe('parseConfig (settings → config)', function () {
   it('converts the idle exit to seconds', function () {
     assert.equal(parseConfig({ idleExitMinutes: 0.5 }).idleExitSec, 30);
     assert.equal(parseConfig({ idleExitMinutes: 0 }).idleExitSec, 0);
+  });
+});
+
+describe("where a window's tokens go: the user's settings only", function () {
+  const manifest = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8'));
+  const connectionSettings = ['exai.supabase.url', 'exai.supabase.anonKey', 'exai.daemon.url'];
+
+  it('userValue takes the user value, else the default; never a workspace or folder value', function () {
+    assert.equal(userValue({ defaultValue: '', globalValue: 'wss://team.example/', workspaceValue: 'wss://evil.example/', workspaceFolderValue: 'wss://evil2.example/' }), 'wss://team.example/');
+    assert.equal(userValue({ defaultValue: '', workspaceValue: 'wss://evil.example/', workspaceFolderValue: 'wss://evil2.example/' }), '');
+    assert.equal(userValue<string>(undefined), undefined);
+  });
+  it('the manifest gives the project and daemon settings application scope (VS Code ignores them in workspace and folder settings)', function () {
+    for (const key of connectionSettings) assert.equal(manifest.contributes.configuration.properties[key].scope, 'application', key);
+  });
+  it('in Restricted Mode, workspace values of every EXAI setting are ignored too', function () {
+    const trust = manifest.capabilities.untrustedWorkspaces;
+    assert.equal(trust.supported, 'limited');
+    assert.deepEqual([...trust.restrictedConfigurations].sort(), Object.keys(manifest.contributes.configuration.properties).sort());
   });
 });
 
