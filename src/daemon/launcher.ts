@@ -9,7 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { identifyProcess, isProcessRunning, readDiscovery, removeDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
-import { PROTOCOL_VERSION, type HealthBody, type ListeningLine } from '../../server/protocol';
+import { PROTOCOL_VERSION, type ClientFrame, type HealthBody, type ListeningLine, type ServerFrame } from '../../server/protocol';
 
 export interface LauncherOptions {
   /** The bundled daemon, dist/server.js. */
@@ -132,12 +132,16 @@ export async function ensureLocalDaemon(opts: LauncherOptions): Promise<LocalDae
   }
 }
 
-/** Stops the daemon of this state directory (if one runs), then finds or starts the right one. */
-export async function restartLocalDaemon(opts: LauncherOptions): Promise<LocalDaemon> {
+/**
+ * Stops the daemon of this state directory (if one runs), then finds or starts the right one.
+ * `userToken`: in supabase mode, the window user's access token, asked for only when nothing else
+ * can prove which process the daemon is (see identifyDaemon).
+ */
+export async function restartLocalDaemon(opts: LauncherOptions, userToken?: () => Promise<string | null>): Promise<LocalDaemon> {
   const log = opts.log ?? (() => {});
   const info = readDiscovery(opts.stateDir);
   if (info && isProcessRunning(info.pid)) {
-    const identity = await identifyDaemon(info);
+    const identity = await identifyDaemon(info, userToken);
     if (identity === 'ours') {
       await stopDaemon(info, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, log);
     } else if (identity === 'not ours' || (await getHealth(info.host, info.port)) === null) {
@@ -158,14 +162,15 @@ export async function restartLocalDaemon(opts: LauncherOptions): Promise<LocalDa
 /**
  * Is the process daemon.json names the daemon that wrote the file? Decided on proof, never on a
  * pid alone: the process's start token recorded in the file (or, in a file of an older version, a
- * start before the file's started_at); failing that (an OS that cannot say when a process started),
- * in local mode, a hello with the file's secret — only the daemon that wrote the file knows it, and
- * while that daemon runs no other process can have its pid.
+ * start before the file's started_at). Failing that (Windows cannot say when a process started),
+ * the daemon is asked on its port: signed in with the file's local secret (local mode) or the
+ * user's token (supabase mode), its own session must name the file's pid.
  */
-export async function identifyDaemon(info: DiscoveryInfo): Promise<'ours' | 'not ours' | 'unproven'> {
+export async function identifyDaemon(info: DiscoveryInfo, userToken?: () => Promise<string | null>): Promise<'ours' | 'not ours' | 'unproven'> {
   const identity = identifyProcess({ pid: info.pid, start: info.process_start, startedAt: info.started_at });
   if (identity !== 'unknown') return identity === 'same' ? 'ours' : 'not ours';
-  if (info.secret && (await helloSucceeds(info))) return 'ours';
+  const token = info.secret ?? (await userToken?.().catch(() => null)) ?? null;
+  if (token && (await daemonReportsPid(info, token))) return 'ours';
   return 'unproven';
 }
 
@@ -343,11 +348,14 @@ function getHealth(host: string, port: number, timeoutMs = HEALTH_TIMEOUT_MS): P
   });
 }
 
-/** Does whoever listens on daemon.json's port accept daemon.json's local secret? Bounded; never throws. */
-function helloSucceeds(info: DiscoveryInfo, timeoutMs = HEALTH_TIMEOUT_MS): Promise<boolean> {
+/**
+ * Does the daemon on daemon.json's port, signed in with `token`, say it runs as daemon.json's pid?
+ * (Its `sessions` tool lists this connection with the daemon's pid.) Bounded; never throws.
+ */
+function daemonReportsPid(info: DiscoveryInfo, token: string, timeoutMs = HEALTH_TIMEOUT_MS * 2): Promise<boolean> {
   return new Promise((resolve) => {
     const host = info.host.includes(':') ? `[${info.host}]` : info.host;
-    const ws = new WebSocket(`ws://${host}:${info.port}/`, { handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: 64 * 1024 });
+    const ws = new WebSocket(`ws://${host}:${info.port}/`, { handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: 1024 * 1024 });
     let settled = false;
     const done = (ok: boolean) => {
       if (settled) return;
@@ -358,13 +366,27 @@ function helloSucceeds(info: DiscoveryInfo, timeoutMs = HEALTH_TIMEOUT_MS): Prom
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
-    ws.on('open', () => ws.send(JSON.stringify({ op: 'hello', protocol: PROTOCOL_VERSION, token: info.secret, client: { instance: 'exai-launcher-identity-check' } })));
+    const send = (frame: ClientFrame) => ws.send(JSON.stringify(frame));
+    ws.on('open', () => send({ op: 'hello', protocol: PROTOCOL_VERSION, token, client: { instance: 'exai-restart-identity-check' } }));
     ws.on('message', (data) => {
+      let frame: ServerFrame;
       try {
-        const frame = JSON.parse(String(data)) as { op?: string; ok?: unknown };
-        if (frame.op === 'hello_ack') done(frame.ok === true);
+        frame = JSON.parse(String(data)) as ServerFrame;
       } catch {
-        done(false);
+        return done(false);
+      }
+      if (frame.op === 'hello_ack') {
+        if (!frame.ok) return done(false);
+        return send({ op: 'call_tool', request_id: 'identity', name: 'sessions', arguments: {} });
+      }
+      if (frame.op === 'call_tool_res' && frame.request_id === 'identity') {
+        if (!frame.ok) return done(false);
+        try {
+          const rows = JSON.parse(frame.outputs[0]?.text ?? '[]') as { current?: boolean; metadata?: { pid?: unknown } }[];
+          done(rows.some((r) => r.current === true && r.metadata?.pid === info.pid));
+        } catch {
+          done(false);
+        }
       }
     });
     ws.on('error', () => done(false));

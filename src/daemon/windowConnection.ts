@@ -118,8 +118,11 @@ export class WindowConnection {
   }
 
   async restartDaemon(): Promise<void> {
+    const account = this.account;
     this.stop();
-    const daemon = await restartLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) });
+    // Supabase mode: the user's token can prove which process the daemon is where nothing else can.
+    const userToken = account && this.deps.accounts ? async () => (await this.deps.accounts!.freshSession(account.id)).access_token : undefined;
+    const daemon = await restartLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) }, userToken);
     this.deps.log.info(`daemon restarted (pid ${daemon.pid})`);
     await this.start();
   }

@@ -319,19 +319,26 @@ function launcherTests(this: Mocha.Suite) {
       assert.equal(running(first.pid), false);
     });
 
-    it('and, with neither start token nor started_at, a hello with the secret from daemon.json proves it', async function () {
+    it('and, with neither start token nor started_at (Windows), the daemon asked on its port must report the pid of daemon.json', async function () {
       const o = options();
       const first = await ensure(o);
       const file = path.join(o.stateDir, 'daemon.json');
       const info = JSON.parse(fs.readFileSync(file, 'utf8'));
       delete info.process_start;
       delete info.started_at;
-      fs.writeFileSync(file, JSON.stringify(info), { mode: 0o600 });
-      assert.equal(await identifyDaemon(info), 'ours');
+      assert.equal(await identifyDaemon(info), 'ours', 'signed in with the local secret');
+      assert.equal(await identifyDaemon({ ...info, secret: null }, async () => info.secret), 'ours', "signed in with the user's token (supabase mode)");
+      assert.equal(await identifyDaemon({ ...info, secret: null }), 'unproven', 'no credential');
       assert.equal(await identifyDaemon({ ...info, secret: 'not-the-secret' }), 'unproven');
+      // A live daemon answers on the port, but the file names another process: a hello alone is not proof.
+      const bystander = await startBystander(pkg.version);
+      bystanders.push(bystander);
+      assert.equal(await identifyDaemon({ ...info, pid: bystander.pid }), 'unproven');
+      fs.writeFileSync(file, JSON.stringify(info), { mode: 0o600 });
       const second = track(await restartLocalDaemon(o));
       assert.notEqual(second.pid, first.pid);
       assert.equal(running(first.pid), false);
+      assert.deepEqual(bystander.signals(), []);
     });
   });
 
