@@ -80,14 +80,15 @@ export function processStart(pid: number, via: 'proc' | 'ps' | 'none' = defaultS
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
       const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]); // field 22; fields after ')' start at 3
       if (!Number.isSafeInteger(ticks)) return null;
-      const bootSec = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1] ?? NaN);
+      // Boot time from /proc/uptime (10 ms resolution; /proc/stat's btime is truncated to the second).
+      const bootMs = Date.now() - Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
       let bootId = '';
       try {
         bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
       } catch {
         /* older kernels: the tick count alone still differs for a later process */
       }
-      return { token: `linux:${bootId}:${ticks}`, ms: bootSec * 1000 + ticks * 10 };
+      return { token: `linux:${bootId}:${ticks}`, ms: Math.round(bootMs + ticks * 10) };
     }
     if (via === 'ps') {
       const raw = execFileSync('ps', ['-o', 'lstart=', '-p', String(pid)], {
