@@ -13,6 +13,20 @@ export interface ExaiConfig {
   problems: string[];
 }
 
+/** What VS Code's `inspect()` reports about a setting (the parts EXAI reads). */
+export interface InspectedSetting<T> {
+  defaultValue?: T;
+  /** User settings (in a remote window: the local and remote user settings). */
+  globalValue?: T;
+  workspaceValue?: T;
+  workspaceFolderValue?: T;
+}
+
+/** The user's value of a setting, else its default: never a workspace's or a folder's. */
+export function userValue<T>(inspected: InspectedSetting<T> | undefined): T | undefined {
+  return inspected?.globalValue ?? inspected?.defaultValue;
+}
+
 /** Pure: raw setting values -> config. */
 export function parseConfig(raw: { url?: string; anonKey?: string; daemonUrl?: string; idleExitMinutes?: number }): ExaiConfig {
   const problems: string[] = [];

@@ -46,7 +46,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
   // SecretStorage is one keychain for all windows only in desktop VS Code; in a browser it is per
   // profile and cached per window (measured), so there the store key is a 0600 file beside the store.
   const keys = vscode.env.uiKind === vscode.UIKind.Desktop
-    ? secretStorageKeyProvider(context.secrets)
+    ? secretStorageKeyProvider(context.secrets, path.join(storage, 'keys'), { onWarning: (m) => log.warn(`account store: ${m}`) })
     : fileKeyProvider(path.join(storage, 'keys', 'store.key'));
   const store = new SharedStore(path.join(storage, 'accounts'), keys, { onError: (e) => log.warn(`account store: ${e.message}`) });
   const notified = new Set<string>();

@@ -12,6 +12,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { withFileLock } from './refreshLock';
 
 /** Supplies the 32-byte AES-256-GCM key that encrypts the store's files. */
 export interface KeyProvider {
@@ -139,30 +140,88 @@ function decodeStoredKey(value: string | undefined): Buffer | undefined {
   return key.length === KEY_BYTES ? key : undefined;
 }
 
+/** Names a key without revealing it (SHA-256 of a random 256-bit key). */
+export function keyFingerprint(key: Buffer): string {
+  return crypto.createHash('sha256').update('exai-store-key\0').update(key).digest('hex');
+}
+
+export interface SecretKeyOptions {
+  /** The secret's name in SecretStorage. */
+  name?: string;
+  /** How long to wait for SecretStorage to show the key another window stored. Default 10 s. */
+  propagationMs?: number;
+  /** Said when the keychain no longer holds the agreed key (the sessions it encrypted are lost). */
+  onWarning?: (message: string) => void;
+}
+
 /**
- * For desktop VS Code, whose SecretStorage is the OS keychain shared by all windows. SecretStorage has
- * no create-if-absent, so after storing a new key we re-read and adopt whatever is stored: if two
- * windows initialise at the same moment, the later write wins and both end up with that key.
+ * For desktop VS Code, whose SecretStorage is the OS keychain shared by all windows. SecretStorage is
+ * not a lock: it has no create-if-absent, and a window sees another window's write only a little
+ * later (each window caches). So two windows that both find no key would each store their own, and
+ * each would go on reading its own. Agreement comes from the filesystem instead: under a
+ * cross-process lock in `agreementDir`, the first window stores its key and then writes the key's
+ * fingerprint (`store.key.id`, never the key); every later window reads the fingerprint and uses
+ * only the key that matches it, waiting (bounded) for SecretStorage to show it.
  */
-export function secretStorageKeyProvider(secrets: SecretsLike, name = 'exai.sessionStoreKey'): KeyProvider {
-  let pending: Promise<Buffer> | undefined;
-  const load = async (): Promise<Buffer> => {
-    const existing = decodeStoredKey(await secrets.get(name));
-    if (existing) return existing;
-    await secrets.store(name, crypto.randomBytes(KEY_BYTES).toString('base64'));
-    const stored = decodeStoredKey(await secrets.get(name));
-    if (!stored) throw new Error(`SharedStore: secret storage did not keep the key "${name}"`);
-    return stored;
+export function secretStorageKeyProvider(secrets: SecretsLike, agreementDir: string, opts: SecretKeyOptions = {}): KeyProvider {
+  const name = opts.name ?? 'exai.sessionStoreKey';
+  const propagationMs = opts.propagationMs ?? 10_000;
+  const idFile = path.join(agreementDir, 'store.key.id');
+  const read = async () => decodeStoredKey(await secrets.get(name));
+
+  const decide = async (): Promise<Buffer> => {
+    const agreed = readIdFile(idFile);
+    if (agreed) {
+      const deadline = Date.now() + propagationMs;
+      for (;;) {
+        const key = await read();
+        if (key && keyFingerprint(key) === agreed) return key;
+        if (Date.now() >= deadline) break;
+        await sleep(100);
+      }
+      opts.onWarning?.(`the session store key named in ${idFile} is no longer in the OS keychain; stored sessions cannot be read, sign in again`);
+    }
+    // No agreement yet (first window ever, or a key stored by an older version), or the agreed key
+    // is gone: adopt what the keychain holds, else create one. Then record the agreement.
+    let key = await read();
+    if (!key) {
+      key = crypto.randomBytes(KEY_BYTES);
+      await secrets.store(name, key.toString('base64'));
+    }
+    writeIdFile(idFile, keyFingerprint(key));
+    return key;
   };
+  let pending: Promise<Buffer> | undefined;
   return {
     getKey() {
-      pending ??= load().catch((err) => {
+      pending ??= (async () => {
+        ensurePrivateDir(agreementDir);
+        const bound = propagationMs + 20_000;
+        return withFileLock(path.join(agreementDir, 'store.key.lock'), decide, { timeoutMs: bound, staleMs: bound });
+      })().catch((err) => {
         pending = undefined;
         throw err;
       });
       return pending;
     },
   };
+}
+
+function readIdFile(file: string): string | undefined {
+  try {
+    const id = fs.readFileSync(file, 'utf8').trim();
+    return /^[0-9a-f]{64}$/.test(id) ? id : undefined;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Atomic (temp file + rename): a reader sees the old fingerprint or the new one, never a part. */
+function writeIdFile(file: string, id: string): void {
+  const tmp = `${file}.${process.pid}.${randomSuffix()}.tmp`;
+  fs.writeFileSync(tmp, `${id}\n`, { mode: 0o600, flag: 'wx' });
+  fs.renameSync(tmp, file);
 }
 
 // ---- file names ---------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ export type ClientState =
   | { kind: 'connecting'; attempt: number }
   | { kind: 'connected'; sessionId: string; user: WireUser; expiresAt: number | null; serverVersion: string }
   | { kind: 'reconnecting'; attempt: number; delayMs: number; reason: string }
+  /** The daemon closed the connection as idle (4005); the next call reconnects first. */
+  | { kind: 'idle'; reason: string }
   | { kind: 'error'; code: string; message: string; closeCode?: number; retrying: boolean }
   | { kind: 'stopped' };
 
@@ -61,6 +63,8 @@ export interface Timing {
   pongTimeoutMs: number;
   /** Retry delay after 4008 (too many connections). */
   slowRetryMs: number;
+  /** A call on an idle client waits this long for the reconnect before it fails as not connected. */
+  wakeMs: number;
   /** After a cancel, how long to wait for the daemon's `cancelled` result before giving up on it. */
   cancelGraceMs: number;
 }
@@ -71,6 +75,7 @@ const DEFAULT_TIMING: Timing = {
   pingIntervalMs: 30_000,
   pongTimeoutMs: 10_000,
   slowRetryMs: 60_000,
+  wakeMs: 30_000,
   cancelGraceMs: 5_000,
 };
 
@@ -138,6 +143,8 @@ export class DaemonClient {
   private retries = 0; // consecutive failed attempts; reset by a successful hello
   private expiredInARow = 0; // 4004 closes without a successful hello in between
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The reconnect an idle client makes for the calls that woke it; they all wait for this one. */
+  private waking: Promise<void> | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly stateEmitter: Emitter<ClientState>;
   private readonly expiringEmitter: Emitter<number>;
@@ -194,11 +201,17 @@ export class DaemonClient {
 
   // ---------------------------------------------------------------- requests
 
-  callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal; onProgress?: (message: string) => void } = {}): Promise<CallToolOutcome> {
-    const link = this.openLink();
-    if (!link) return Promise.reject(this.notConnected());
+  /** A call on an idle client reconnects first, then goes through (the call is what "used" means). */
+  async callTool(name: string, args: Record<string, unknown> = {}, options: { signal?: AbortSignal; onProgress?: (message: string) => void } = {}): Promise<CallToolOutcome> {
     const { signal, onProgress } = options;
-    if (signal?.aborted) return Promise.resolve({ ok: false, error: { code: 'cancelled', message: 'The call was cancelled before it was sent.' } });
+    const cancelledBeforeSent: CallToolOutcome = { ok: false, error: { code: 'cancelled', message: 'The call was cancelled before it was sent.' } };
+    if (signal?.aborted) return cancelledBeforeSent;
+    if (!this.openLink()) {
+      await this.wakeIfIdle();
+      if (!this.openLink()) throw this.notConnected();
+      if (signal?.aborted) return cancelledBeforeSent;
+    }
+    // From here on synchronous up to the send: the link checked above is the one the call goes to.
 
     const requestId = crypto.randomUUID();
     return new Promise<CallToolOutcome>((resolve, reject) => {
@@ -241,7 +254,7 @@ export class DaemonClient {
 
   listTools(): Promise<ToolDescription[]> {
     return this.request((request_id) => ({ op: 'list_tools', request_id }), 'list its tools', (frame) =>
-      frame.op === 'list_tools_res' ? { value: frame.tools } : undefined);
+      frame.op === 'list_tools_res' ? { value: frame.tools } : undefined, { wake: true });
   }
 
   /** Presents a refreshed token on the open connection (answer to auth_expiring). Never rejects. */
@@ -261,10 +274,13 @@ export class DaemonClient {
 
   /**
    * Sends one request and settles with the reply routed to its request_id (an `error` frame for it
-   * rejects); bounded by the request timeout, and rejected if the connection goes away.
+   * rejects); bounded by the request timeout, and rejected if the connection goes away. `wake`: the
+   * request is a use of the connection (not upkeep such as re-authentication), so an idle client
+   * reconnects for it.
    */
-  private request<T>(frame: (requestId: string) => ClientFrame, what: string, reply: (frame: ServerFrame) => { value: T } | undefined): Promise<T> {
-    if (!this.openLink()) return Promise.reject(this.notConnected());
+  private async request<T>(frame: (requestId: string) => ClientFrame, what: string, reply: (frame: ServerFrame) => { value: T } | undefined, opts: { wake?: boolean } = {}): Promise<T> {
+    if (!this.openLink() && opts.wake) await this.wakeIfIdle();
+    if (!this.openLink()) throw this.notConnected();
     const requestId = crypto.randomUUID();
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -436,6 +452,11 @@ export class DaemonClient {
         return this.fail('too_many_connections', `${daemonSays || 'This account has too many open connections to the EXAI daemon; close another window.'} EXAI tries again in ${Math.round(this.timing.slowRetryMs / 1000)} s.`, true, code, this.timing.slowRetryMs);
       case CloseCode.protocolUnsupported:
         return this.fail('protocol_unsupported', daemonSays || 'The EXAI daemon speaks another protocol version; update the extension or restart the daemon so their versions match.', false, code);
+      case CloseCode.idleTimeout:
+        // Nothing used this window's connection for the daemon's idle timeout: not an error, and no
+        // reason to reconnect now (that would only be closed again). The next use reconnects.
+        this.retries = 0;
+        return this.setState({ kind: 'idle', reason: what });
     }
     // A socket that dies without a close frame after a good hello: the daemon crashed (or hung).
     if (code === 1006 && link.connected && this.opts.crashGuard && !this.opts.crashGuard.recordCrash()) {
@@ -502,6 +523,30 @@ export class DaemonClient {
     return this.link && this.link.connected && this.link.ws.readyState === WebSocket.OPEN ? this.link : null;
   }
 
+  /** An idle client (or one already waking for another call) reconnects; resolves once that attempt settled. */
+  private async wakeIfIdle(): Promise<void> {
+    if (!this.running || (this.current.kind !== 'idle' && !this.waking)) return;
+    this.waking ??= this.wake();
+    await this.waking;
+  }
+
+  /** Reconnects and resolves once that attempt settled (connected, failed, or wakeMs passed). */
+  private wake(): Promise<void> {
+    this.opts.log.info('the idle connection is used again; reconnecting');
+    let sub: Disposable | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const settled = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.timing.wakeMs);
+      sub = this.onState((s) => s.kind !== 'connecting' && resolve());
+    });
+    void this.connect();
+    return settled.finally(() => {
+      clearTimeout(timer);
+      sub?.dispose();
+      this.waking = null;
+    });
+  }
+
   private notConnected(): DaemonRequestError {
     const s = this.current;
     const why = s.kind === 'error' ? s.message : s.kind === 'stopped' ? 'EXAI is stopped' : `EXAI is ${s.kind}`;
@@ -551,7 +596,7 @@ function clearLinkTimers(link: Link): void {
 function describeClose(code: number, reason: string, link: Link): string {
   if (link.helloError) return `${link.helloError.message} (close ${code})`;
   if (code === CloseCode.goingAway) return link.shutdownMessage ?? 'The EXAI daemon is shutting down.';
-  if (code === CloseCode.idleTimeout) return 'The daemon closed the connection after it was idle for too long.';
+  if (code === CloseCode.idleTimeout) return 'The daemon closed the connection because nothing used it for its idle timeout.';
   if (code === CloseCode.sessionEnded) return 'This session was ended outside this window.';
   if (code === CloseCode.clientNotReading) return 'The EXAI daemon closed the connection because this window stopped reading its replies (too many piled up, e.g. while VS Code was busy or suspended).';
   if (code === 1006) return link.localReason ? `${link.localReason}` : 'The connection to the EXAI daemon was lost.';

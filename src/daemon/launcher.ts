@@ -5,11 +5,11 @@
 // windows spawn at once, the loser prints `already_running` with the winner's port and exits, so
 // both windows end up on the same daemon.
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { isProcessRunning, readDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
-import type { HealthBody, ListeningLine } from '../../server/protocol';
+import WebSocket from 'ws';
+import { identifyProcess, isProcessRunning, readDiscovery, removeDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
+import { PROTOCOL_VERSION, type ClientFrame, type HealthBody, type ListeningLine, type ServerFrame } from '../../server/protocol';
 
 export interface LauncherOptions {
   /** The bundled daemon, dist/server.js. */
@@ -132,29 +132,59 @@ export async function ensureLocalDaemon(opts: LauncherOptions): Promise<LocalDae
   }
 }
 
-/** Stops the daemon of this state directory (if one runs), then finds or starts the right one. */
-export async function restartLocalDaemon(opts: LauncherOptions): Promise<LocalDaemon> {
+/**
+ * Stops the daemon of this state directory (if one runs), then finds or starts the right one.
+ * `userToken`: in supabase mode, the window user's access token, asked for only when nothing else
+ * can prove which process the daemon is (see identifyDaemon).
+ */
+export async function restartLocalDaemon(opts: LauncherOptions, userToken?: () => Promise<string | null>): Promise<LocalDaemon> {
   const log = opts.log ?? (() => {});
   const info = readDiscovery(opts.stateDir);
   if (info && isProcessRunning(info.pid)) {
-    // A pid from a stale file may belong to an unrelated process now: only signal it if it is a daemon.
-    if ((await getHealth(info.host, info.port)) !== null || commandLineMentions(info.pid, path.basename(opts.serverJs))) {
-      log(`stopping the EXAI daemon (pid ${info.pid})`);
-      signal(info.pid, 'SIGTERM');
-      // The daemon gives calls in flight up to 10 s to finish; after our bound it is stuck.
-      if (!(await waitForExit(info.pid, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS))) {
-        log(`the EXAI daemon (pid ${info.pid}) did not stop; killing it`);
-        signal(info.pid, 'SIGKILL');
-        await waitForExit(info.pid, 2_000);
-      }
+    const identity = await identifyDaemon(info, userToken);
+    if (identity === 'ours') {
+      await stopDaemon(info, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, log);
+    } else if (identity === 'not ours' || (await getHealth(info.host, info.port)) === null) {
+      // A stale file whose pid now belongs to another process: never signal that process; drop the
+      // file so nobody takes it for a live daemon.
+      log(`pid ${info.pid} from daemon.json is not the EXAI daemon that wrote it (${identity === 'not ours' ? 'it started later' : 'unproven, and nothing answers on its port'}); not signalling it, removing the stale file`);
+      removeDiscovery(opts.stateDir, info.pid);
     } else {
-      // A stale file whose pid now belongs to another process: drop it (never signal that process),
-      // so the new daemon does not take it for a live owner.
-      log(`pid ${info.pid} from daemon.json is not an EXAI daemon; not signalling it, removing the stale file`);
-      fs.rmSync(path.join(opts.stateDir, 'daemon.json'), { force: true });
+      throw new DaemonStartFailed(
+        `Could not confirm that process ${info.pid} (named in ${path.join(opts.stateDir, 'daemon.json')}) is the EXAI daemon, so it was not stopped. ` +
+          "If it is the daemon, end that process yourself, then run 'EXAI: Restart the Daemon' again.",
+      );
     }
   }
   return ensureLocalDaemon(opts);
+}
+
+/**
+ * Is the process daemon.json names the daemon that wrote the file? Decided on proof, never on a
+ * pid alone: the process's start token recorded in the file (or, in a file of an older version, a
+ * start before the file's started_at). Failing that (Windows cannot say when a process started),
+ * the daemon is asked on its port: signed in with the file's local secret (local mode) or the
+ * user's token (supabase mode), its own session must name the file's pid.
+ */
+export async function identifyDaemon(info: DiscoveryInfo, userToken?: () => Promise<string | null>): Promise<'ours' | 'not ours' | 'unproven'> {
+  const identity = identifyProcess({ pid: info.pid, start: info.process_start, startedAt: info.started_at });
+  if (identity !== 'unknown') return identity === 'same' ? 'ours' : 'not ours';
+  const token = info.secret ?? (await userToken?.().catch(() => null)) ?? null;
+  if (token && (await daemonReportsPid(info, token))) return 'ours';
+  return 'unproven';
+}
+
+/** SIGTERM (the daemon drains), then SIGKILL after the bound — each only while the pid is still that daemon. */
+async function stopDaemon(info: DiscoveryInfo, timeoutMs: number, log: (m: string) => void): Promise<void> {
+  log(`stopping the EXAI daemon (pid ${info.pid})`);
+  signal(info.pid, 'SIGTERM');
+  // The daemon gives calls in flight up to 10 s to finish; after our bound it is stuck.
+  if (await waitForExit(info.pid, timeoutMs)) return;
+  // Still running, so still the process we identified (a pid is only reused after its process is gone).
+  if (identifyProcess({ pid: info.pid, start: info.process_start, startedAt: info.started_at }) === 'other') return;
+  log(`the EXAI daemon (pid ${info.pid}) did not stop; killing it`);
+  signal(info.pid, 'SIGKILL');
+  await waitForExit(info.pid, 2_000);
 }
 
 export interface CrashGuardOptions {
@@ -215,6 +245,10 @@ async function findRunning(stateDir: string, log: (m: string) => void): Promise<
   if (!info) return null;
   if (!isProcessRunning(info.pid)) {
     log(`daemon.json names pid ${info.pid}, which is gone; starting a new daemon`);
+    return null;
+  }
+  if (identifyProcess({ pid: info.pid, start: info.process_start, startedAt: info.started_at }) === 'other') {
+    log(`daemon.json names pid ${info.pid}, which now belongs to another process; starting a new daemon`);
     return null;
   }
   const health = await getHealth(info.host, info.port);
@@ -314,12 +348,50 @@ function getHealth(host: string, port: number, timeoutMs = HEALTH_TIMEOUT_MS): P
   });
 }
 
-function commandLineMentions(pid: number, needle: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
-  } catch {
-    return false;
-  }
+/**
+ * Does the daemon on daemon.json's port, signed in with `token`, say it runs as daemon.json's pid?
+ * (Its `sessions` tool lists this connection with the daemon's pid.) Bounded; never throws.
+ */
+function daemonReportsPid(info: DiscoveryInfo, token: string, timeoutMs = HEALTH_TIMEOUT_MS * 2): Promise<boolean> {
+  return new Promise((resolve) => {
+    const host = info.host.includes(':') ? `[${info.host}]` : info.host;
+    const ws = new WebSocket(`ws://${host}:${info.port}/`, { handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+    let settled = false;
+    const done = (ok: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'identity check');
+      else ws.terminate();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const send = (frame: ClientFrame) => ws.send(JSON.stringify(frame));
+    ws.on('open', () => send({ op: 'hello', protocol: PROTOCOL_VERSION, token, client: { instance: 'exai-restart-identity-check' } }));
+    ws.on('message', (data) => {
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(String(data)) as ServerFrame;
+      } catch {
+        return done(false);
+      }
+      if (frame.op === 'hello_ack') {
+        if (!frame.ok) return done(false);
+        return send({ op: 'call_tool', request_id: 'identity', name: 'sessions', arguments: {} });
+      }
+      if (frame.op === 'call_tool_res' && frame.request_id === 'identity') {
+        if (!frame.ok) return done(false);
+        try {
+          const rows = JSON.parse(frame.outputs[0]?.text ?? '[]') as { current?: boolean; metadata?: { pid?: unknown } }[];
+          done(rows.some((r) => r.current === true && r.metadata?.pid === info.pid));
+        } catch {
+          done(false);
+        }
+      }
+    });
+    ws.on('error', () => done(false));
+    ws.on('close', () => done(false));
+  });
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -54,7 +54,8 @@ export class WindowConnection {
       const now = Date.now();
       if (now - this.lastTick > CLOCK_CHECK_MS + CLOCK_JUMP_MS) {
         deps.log.info(`clock jumped ${Math.round((now - this.lastTick) / 1000)} s (sleep/resume?); re-checking the session`);
-        void this.refreshNow().then(() => this.client?.state.kind !== 'connected' && this.client?.reconnectNow());
+        // An idle connection stays idle: it reconnects when used, not because the machine woke up.
+        void this.refreshNow().then(() => this.client && !['connected', 'idle'].includes(this.client.state.kind) && this.client.reconnectNow());
       }
       this.lastTick = now;
     }, CLOCK_CHECK_MS);
@@ -117,8 +118,11 @@ export class WindowConnection {
   }
 
   async restartDaemon(): Promise<void> {
+    const account = this.account;
     this.stop();
-    const daemon = await restartLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) });
+    // Supabase mode: the user's token can prove which process the daemon is where nothing else can.
+    const userToken = account && this.deps.accounts ? async () => (await this.deps.accounts!.freshSession(account.id)).access_token : undefined;
+    const daemon = await restartLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) }, userToken);
     this.deps.log.info(`daemon restarted (pid ${daemon.pid})`);
     await this.start();
   }
@@ -184,6 +188,9 @@ export class WindowConnection {
         });
       case 'reconnecting':
         return this.deps.onStatus({ kind: 'reconnecting', who, attempt: state.attempt, delayMs: state.delayMs, reason: state.reason });
+      case 'idle':
+        this.deps.log.info('idle: the daemon closed the connection after its idle timeout; it reconnects when next used');
+        return this.deps.onStatus({ kind: 'idle', who, daemon: this.daemonUrl });
       case 'error':
         return this.deps.onStatus({ kind: 'error', who, message: state.message, actions: actionsFor(state.code) });
       case 'stopped':

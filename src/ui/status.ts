@@ -16,6 +16,8 @@ export type Status =
       mode: 'local' | 'supabase';
     }
   | { kind: 'reconnecting'; who: string | null; attempt: number; delayMs: number; reason: string }
+  /** The daemon closed the connection as idle; the next use (a tool call, Try a Tool, Show Sessions) reconnects. */
+  | { kind: 'idle'; who: string | null; daemon: string | null }
   | { kind: 'error'; who: string | null; message: string; actions: NextAction[] };
 
 export interface StatusView {
@@ -77,6 +79,15 @@ export function describeStatus(status: Status, now = Date.now()): StatusView {
         isError: false,
         isWarning: true,
         actions: ['reconnect', 'showLog'],
+      };
+    case 'idle':
+      return {
+        text: '$(debug-pause) EXAI: idle — reconnects when used',
+        tooltip: `**EXAI** — idle${status.who ? ` (${md(status.who)})` : ''}: the daemon${status.daemon ? ` \`${status.daemon}\`` : ''} closed this window's connection because nothing used it for its idle timeout.\n\nIt reconnects by itself the next time you use it (a tool call, Try a Tool, Show Sessions). Click to reconnect now.`,
+        ariaLabel: `EXAI idle${status.who ? ` as ${status.who}` : ''}: reconnects when used`,
+        isError: false,
+        isWarning: false,
+        actions: ['reconnect', 'showSessions', 'showLog'],
       };
     case 'error':
       return {

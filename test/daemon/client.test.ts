@@ -287,6 +287,77 @@ describe('DaemonClient', function () {
     });
   });
 
+  describe('idle timeout (real daemon, MCP_SESSION_TIMEOUT=1)', function () {
+    let idleDaemon: RunningDaemon;
+    let idleSecret: string;
+    before(async function () {
+      idleDaemon = await startDaemon({ env: { MCP_SESSION_TIMEOUT: '1' } });
+      idleSecret = readDiscovery(idleDaemon.stateDir)!.secret!;
+    });
+    after(async function () {
+      await Promise.race([idleDaemon.stop(), sleep(5000)]);
+      await idleDaemon.kill9();
+    });
+    const idleHarness = () => harness(async () => ({ url: idleDaemon.url, token: idleSecret }));
+
+    it('a 4005 close is idle, not an error, and nothing reconnects until the connection is used', async function () {
+      const h = idleHarness();
+      await connected(h);
+      const idle = await waitState(h.client, is('idle'), 10_000);
+      assert.deepEqual(idle, { kind: 'idle', reason: 'The daemon closed the connection because nothing used it for its idle timeout.' });
+      await sleep(2500); // more than two idle timeouts: a client that reconnected would show it
+      assert.deepEqual(h.states.map((x) => x.kind), ['connecting', 'connected', 'idle']);
+      assert.equal(h.endpointCalls(), 1);
+      assert.ok(h.logs.every((l) => !l.startsWith('warn') && !l.startsWith('error')), h.logs.join('\n'));
+    });
+
+    it('the next use reconnects and goes through: concurrent calls share one reconnect; idle again afterwards, no loop', async function () {
+      const h = idleHarness();
+      const first = await connected(h);
+      await waitState(h.client, is('idle'), 10_000);
+      const [a, b, tools] = await Promise.all([
+        h.client.callTool('echo', { text: 'a' }),
+        h.client.callTool('echo', { text: 'b' }),
+        h.client.listTools(),
+      ]);
+      assert.deepEqual(a, { ok: true, outputs: [{ type: 'text', text: 'a' }] });
+      assert.deepEqual(b, { ok: true, outputs: [{ type: 'text', text: 'b' }] });
+      assert.ok(tools.some((t) => t.name === 'whoami'));
+      assert.equal(h.endpointCalls(), 2, 'one reconnect for the three calls');
+      const now = h.client.state;
+      assert.ok(now.kind === 'connected' && now.sessionId !== first.sessionId);
+      await waitState(h.client, is('idle'), 10_000);
+      await sleep(1500);
+      assert.equal(h.client.state.kind, 'idle');
+      assert.equal(h.endpointCalls(), 2);
+      assert.deepEqual(h.states.map((x) => x.kind), ['connecting', 'connected', 'idle', 'connecting', 'connected', 'idle']);
+    });
+
+    it('re-authentication is upkeep, not use: it does not wake an idle client', async function () {
+      const h = idleHarness();
+      await connected(h);
+      await waitState(h.client, is('idle'), 10_000);
+      const r = await h.client.reauthenticate(idleSecret);
+      assert.equal(!r.ok && r.code, 'not_connected');
+      assert.equal(h.client.state.kind, 'idle');
+      assert.equal(h.endpointCalls(), 1);
+    });
+
+    it('a call that wakes it while the daemon is gone fails as not connected (bounded), then the client retries as usual', async function () {
+      const gone = await startDaemon({ env: { MCP_SESSION_TIMEOUT: '1' } });
+      extraDaemons.push(gone);
+      const target = { url: gone.url, token: readDiscovery(gone.stateDir)!.secret! };
+      const h = harness(async () => target, { timing: { wakeMs: 5000 } });
+      await connected(h);
+      await waitState(h.client, is('idle'), 10_000);
+      await gone.kill9();
+      const t0 = Date.now();
+      await assert.rejects(h.client.callTool('echo', { text: 'x' }), (err: DaemonRequestError) => err.code === 'not_connected' && /Not connected to the EXAI daemon/.test(err.message));
+      assert.ok(Date.now() - t0 < 6000);
+      assert.ok(['reconnecting', 'connecting'].includes(h.client.state.kind), JSON.stringify(h.client.state));
+    });
+  });
+
   describe('refusing insecure addresses', function () {
     it('never sends a token over ws:// to a non-loopback host (no connection attempt)', async function () {
       const external = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;

@@ -10,7 +10,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { isProcessAlive } from '../../server/auth/localMode';
 import type { HealthBody } from '../../server/protocol';
-import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ENV_WHITELIST, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from '../../src/daemon/launcher';
+import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ENV_WHITELIST, ensureLocalDaemon, identifyDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from '../../src/daemon/launcher';
+import { reusePid, startBystander, type Bystander } from '../helpers/bystander';
 import { helloClient } from '../helpers/client';
 import { DAEMON_JS, tempDir } from '../helpers/daemon';
 import { mintAnonKey } from '../helpers/tokens';
@@ -243,23 +244,102 @@ function launcherTests(this: Mocha.Suite) {
     assert.deepEqual(daemonsOn(o.stateDir), [second.pid]);
   });
 
-  it('restartLocalDaemon never signals a live pid that is not an EXAI daemon (stale daemon.json)', async function () {
-    const o = options();
-    const bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-    try {
-      fs.mkdirSync(o.stateDir, { recursive: true });
-      fs.writeFileSync(path.join(o.stateDir, 'daemon.json'), JSON.stringify({ pid: bystander.pid, host: '127.0.0.1', port: 1, version: pkg.version, secret: 's', mode: 'local', started_at: '' }), { mode: 0o600 });
-      // The pid was "reused" long after the lock was taken (e.g. after a reboot).
-      const lock = path.join(o.stateDir, 'daemon.lock');
-      fs.writeFileSync(lock, String(bystander.pid));
-      const old = new Date(Date.now() - 120_000);
-      fs.utimesSync(lock, old, old);
+  describe('restartLocalDaemon and a pid that is no longer the daemon (never signal on a pid alone)', function () {
+    const bystanders: Bystander[] = [];
+    afterEach(() => bystanders.splice(0).forEach((b) => b.kill()));
+
+    /** A daemon that died without cleaning up, whose pid the OS then gave to an unrelated `node … server.js`. */
+    async function deadDaemonWithReusedPid(o: LauncherOptions, edit: (info: Record<string, unknown>) => void = () => {}) {
+      const dead = await ensure(o);
+      process.kill(dead.pid, 'SIGKILL');
+      assert.ok(await waitFor(() => !running(dead.pid), 5000));
+      // A pid is reused long after its process started (here: > 1 s after it wrote started_at).
+      const startedAt = Date.parse(JSON.parse(fs.readFileSync(path.join(o.stateDir, 'daemon.json'), 'utf8')).started_at);
+      await new Promise((r) => setTimeout(r, Math.max(0, startedAt + 1500 - Date.now())));
+      const bystander = await startBystander(pkg.version); // answers /health like a daemon of our version
+      bystanders.push(bystander);
+      reusePid(o.stateDir, bystander.pid, bystander.port);
+      const file = path.join(o.stateDir, 'daemon.json');
+      const info = JSON.parse(fs.readFileSync(file, 'utf8'));
+      edit(info);
+      fs.writeFileSync(file, JSON.stringify(info), { mode: 0o600 });
+      return { dead, bystander };
+    }
+    const expectNewDaemonAndBystanderUntouched = async (o: LauncherOptions, bystander: Bystander) => {
       const d = track(await restartLocalDaemon(o));
       assert.equal(d.spawned, true);
-      assert.ok(running(bystander.pid!), 'the unrelated process was signalled');
-    } finally {
-      bystander.kill('SIGKILL');
-    }
+      assert.notEqual(d.pid, bystander.pid);
+      assert.equal((await health(d.port)).body.status, 'ok');
+      const { client, ack } = await helloClient(d.url, d.secret!);
+      assert.ok(ack.op === 'hello_ack' && ack.ok, 'the new daemon accepts its own secret');
+      await client.close();
+      await new Promise((r) => setTimeout(r, 200)); // a signal sent would have been recorded by now
+      assert.deepEqual(bystander.signals(), [], 'the unrelated process was signalled');
+      assert.ok(bystander.running());
+      assert.deepEqual(daemonsOn(o.stateDir), [d.pid]);
+    };
+
+    it('a stale daemon.json whose pid now runs `node … server.js` (answering /health): not signalled, a new daemon starts', async function () {
+      const o = options();
+      const { bystander } = await deadDaemonWithReusedPid(o);
+      await expectNewDaemonAndBystanderUntouched(o, bystander);
+    });
+
+    it('the same with a daemon.json of an older version (no start token): its started_at predates the process', async function () {
+      const o = options();
+      const { bystander } = await deadDaemonWithReusedPid(o, (info) => delete info.process_start);
+      const lock = path.join(o.stateDir, 'daemon.lock');
+      const { atime, mtime } = fs.statSync(lock);
+      fs.writeFileSync(lock, String(bystander.pid)); // a lock of an older version: the pid only
+      fs.utimesSync(lock, atime, mtime);
+      await expectNewDaemonAndBystanderUntouched(o, bystander);
+    });
+
+    it('unproven (no start token, no started_at, a secret it does not accept) while it answers /health: refuses to stop it, says why', async function () {
+      const o = options();
+      const { bystander } = await deadDaemonWithReusedPid(o, (info) => {
+        delete info.process_start;
+        delete info.started_at;
+      });
+      const err = await restartLocalDaemon(o).then(() => assert.fail('restarted without proof'), (e: unknown) => e);
+      assert.ok(err instanceof DaemonStartFailed, String(err));
+      assert.match(err.message, new RegExp(`Could not confirm that process ${bystander.pid} .* is the EXAI daemon, so it was not stopped`));
+      assert.deepEqual(bystander.signals(), []);
+    });
+
+    it('still stops a real daemon whose daemon.json is of an older version: started_at proves it', async function () {
+      const o = options();
+      const first = await ensure(o);
+      const file = path.join(o.stateDir, 'daemon.json');
+      const info = JSON.parse(fs.readFileSync(file, 'utf8'));
+      delete info.process_start;
+      fs.writeFileSync(file, JSON.stringify(info), { mode: 0o600 });
+      const second = track(await restartLocalDaemon(o));
+      assert.notEqual(second.pid, first.pid);
+      assert.equal(running(first.pid), false);
+    });
+
+    it('and, with neither start token nor started_at (Windows), the daemon asked on its port must report the pid of daemon.json', async function () {
+      const o = options();
+      const first = await ensure(o);
+      const file = path.join(o.stateDir, 'daemon.json');
+      const info = JSON.parse(fs.readFileSync(file, 'utf8'));
+      delete info.process_start;
+      delete info.started_at;
+      assert.equal(await identifyDaemon(info), 'ours', 'signed in with the local secret');
+      assert.equal(await identifyDaemon({ ...info, secret: null }, async () => info.secret), 'ours', "signed in with the user's token (supabase mode)");
+      assert.equal(await identifyDaemon({ ...info, secret: null }), 'unproven', 'no credential');
+      assert.equal(await identifyDaemon({ ...info, secret: 'not-the-secret' }), 'unproven');
+      // A live daemon answers on the port, but the file names another process: a hello alone is not proof.
+      const bystander = await startBystander(pkg.version);
+      bystanders.push(bystander);
+      assert.equal(await identifyDaemon({ ...info, pid: bystander.pid }), 'unproven');
+      fs.writeFileSync(file, JSON.stringify(info), { mode: 0o600 });
+      const second = track(await restartLocalDaemon(o));
+      assert.notEqual(second.pid, first.pid);
+      assert.equal(running(first.pid), false);
+      assert.deepEqual(bystander.signals(), []);
+    });
   });
 
   it('waits for a draining daemon to exit, then starts a new one', async function () {

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { helloClient, type TestClient } from '../helpers/client';
 import { DAEMON_JS, runDaemon, startDaemon, tempDir, type DaemonOptions, type RunningDaemon } from '../helpers/daemon';
-import { isProcessAlive, type DiscoveryInfo } from '../../server/auth/localMode';
+import { isProcessAlive, processStart, type DiscoveryInfo } from '../../server/auth/localMode';
+import { reusePid, startBystander } from '../helpers/bystander';
 import type { CallToolResult, ListeningLine } from '../../server/protocol';
 
 /** Settings of the test runner's environment that would change what the daemon does. */
@@ -107,7 +108,8 @@ describe('local mode (real daemon processes)', function () {
       assert.equal(info.mode, 'local');
       assert.ok(typeof info.secret === 'string' && info.secret.length >= 32, 'a long random secret');
       assert.ok(!Number.isNaN(Date.parse(info.started_at)));
-      assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').trim(), String(d.pid), 'the lock names the owner');
+      assert.deepEqual(fs.readFileSync(lockFile(stateDir), 'utf8').trim().split('\n'), [String(d.pid), processStart(d.pid)!.token], 'the lock names the owner and its start token');
+      assert.equal(info.process_start, processStart(d.pid)!.token, 'daemon.json records the start token');
 
       const { ack } = await hello(d, 'vscode-discovery', info.secret);
       assert.equal(ack.op === 'hello_ack' && ack.ok, true, JSON.stringify(ack));
@@ -175,10 +177,30 @@ describe('local mode (real daemon processes)', function () {
       assert.equal(info.pid, d.pid);
       assert.equal(info.port, d.port);
       assert.notEqual(info.secret, stale.secret);
-      assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').trim(), String(d.pid));
+      assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').split('\n')[0], String(d.pid));
       assert.ok(!fs.existsSync(path.join(stateDir, 'daemon.lock.takeover')), 'no takeover lock left behind');
       const { ack } = await hello(d, 'vscode-after-stale');
       assert.equal(ack.op === 'hello_ack' && ack.ok, true);
+    });
+
+    it('a lock whose pid now belongs to an unrelated `node … server.js` (daemon.json naming it) is stale: listens, leaves that process alone', async function () {
+      const stateDir = dir('lm-reused');
+      const first = await start({ stateDir });
+      await first.kill9(); // leaves daemon.lock and daemon.json behind
+      const bystander = await startBystander(first.line.version);
+      try {
+        reusePid(stateDir, bystander.pid, bystander.port); // the OS gave the dead daemon's pid to it
+        const d = await start({ stateDir });
+        assert.equal(d.line.event, 'listening', 'the stale lock was taken for a live daemon');
+        assert.equal((readJson(discoveryFile(stateDir)) as DiscoveryInfo).pid, d.pid);
+        assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').split('\n')[0], String(d.pid));
+        const { ack } = await hello(d, 'vscode-after-reuse');
+        assert.equal(ack.op === 'hello_ack' && ack.ok, true);
+        assert.deepEqual(bystander.signals(), []);
+        assert.ok(bystander.running());
+      } finally {
+        bystander.kill();
+      }
     });
 
     it('replaces an empty lock (a crash between create and write) once it is older than 2 s', async function () {
@@ -187,7 +209,7 @@ describe('local mode (real daemon processes)', function () {
       const old = new Date(Date.now() - 10_000);
       fs.utimesSync(lockFile(stateDir), old, old);
       const d = await start({ stateDir });
-      assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').trim(), String(d.pid));
+      assert.equal(fs.readFileSync(lockFile(stateDir), 'utf8').split('\n')[0], String(d.pid));
     });
   });
 

@@ -1,10 +1,12 @@
 // The extension's pure parts: settings validation, status wording, refresh timing, OAuth redirect
 // paths and auth error sentences. No vscode, no I/O.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { needsRefresh, refreshAheadSec, secondsLeft } from '../../src/auth/accounts';
 import { CALLBACK_PATH, START_PATH, withPath } from '../../src/auth/flows/oauthPkce';
 import { describeAuthError, isTerminalRefreshError } from '../../src/auth/supabase';
-import { parseConfig } from '../../src/config';
+import { parseConfig, userValue } from '../../src/config';
 import { describeStatus, formatDelta, type Status } from '../../src/ui/status';
 import { AuthApiError, AuthRetryableFetchError } from '@supabase/supabase-js';
 
@@ -45,6 +47,25 @@ describe('parseConfig (settings → config)', function () {
   });
 });
 
+describe("where a window's tokens go: the user's settings only", function () {
+  const manifest = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8'));
+  const connectionSettings = ['exai.supabase.url', 'exai.supabase.anonKey', 'exai.daemon.url'];
+
+  it('userValue takes the user value, else the default; never a workspace or folder value', function () {
+    assert.equal(userValue({ defaultValue: '', globalValue: 'wss://team.example/', workspaceValue: 'wss://evil.example/', workspaceFolderValue: 'wss://evil2.example/' }), 'wss://team.example/');
+    assert.equal(userValue({ defaultValue: '', workspaceValue: 'wss://evil.example/', workspaceFolderValue: 'wss://evil2.example/' }), '');
+    assert.equal(userValue<string>(undefined), undefined);
+  });
+  it('the manifest gives the project and daemon settings application scope (VS Code ignores them in workspace and folder settings)', function () {
+    for (const key of connectionSettings) assert.equal(manifest.contributes.configuration.properties[key].scope, 'application', key);
+  });
+  it('in Restricted Mode, workspace values of every EXAI setting are ignored too', function () {
+    const trust = manifest.capabilities.untrustedWorkspaces;
+    assert.equal(trust.supported, 'limited');
+    assert.deepEqual([...trust.restrictedConfigurations].sort(), Object.keys(manifest.contributes.configuration.properties).sort());
+  });
+});
+
 describe('describeStatus (status bar wording)', function () {
   const now = 1_700_000_000_000;
   it('connected: who in the text, an accessible label, a table tooltip with daemon, session and expiry', function () {
@@ -74,6 +95,15 @@ describe('describeStatus (status bar wording)', function () {
   it('reconnecting says when the next try is', function () {
     const v = describeStatus({ kind: 'reconnecting', who: null, attempt: 3, delayMs: 4200, reason: 'daemon went away' } as Status);
     assert.match(v.tooltip, /Retry 3 in 4 s/);
+  });
+  it('idle: "idle — reconnects when used", why in the tooltip, Reconnect first; neither error nor warning', function () {
+    const v = describeStatus({ kind: 'idle', who: 'jazeel@example.com', daemon: 'ws://127.0.0.1:8079/' });
+    assert.equal(v.text, '$(debug-pause) EXAI: idle — reconnects when used');
+    assert.equal(v.ariaLabel, 'EXAI idle as jazeel@example.com: reconnects when used');
+    assert.match(v.tooltip, /closed this window's connection because nothing used it for its idle timeout/);
+    assert.match(v.tooltip, /reconnects by itself the next time you use it \(a tool call, Try a Tool, Show Sessions\)/);
+    assert.deepEqual(v.actions, ['reconnect', 'showSessions', 'showLog']);
+    assert.equal(v.isError || v.isWarning, false);
   });
   it('formats token lifetimes', function () {
     assert.equal(formatDelta(-1), 'expired');

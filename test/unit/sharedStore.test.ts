@@ -11,6 +11,7 @@ import {
   decodeKeyName,
   encodeKeyName,
   fileKeyProvider,
+  keyFingerprint,
   secretStorageKeyProvider,
   type KeyProvider,
 } from '../../src/auth/sharedStore';
@@ -354,59 +355,98 @@ describe('SharedStore', function () {
     });
   });
 
-  describe('secretStorageKeyProvider', function () {
+  describe('secretStorageKeyProvider (in-process; the multi-process race: test/extension/storeKey.test.ts)', function () {
     function fakeSecrets(initial: Record<string, string> = {}) {
       const map = new Map(Object.entries(initial));
       const calls = { get: 0, store: 0 };
       return {
         map,
         calls,
-        onStore: undefined as undefined | (() => void),
+        /** Returns undefined for this many gets first (another window's write not yet propagated here). */
+        lateGets: 0,
         get(key: string) {
           calls.get++;
+          if (this.lateGets > 0) {
+            this.lateGets--;
+            return Promise.resolve(undefined);
+          }
           return Promise.resolve(map.get(key));
         },
         store(key: string, value: string) {
           calls.store++;
           map.set(key, value);
-          this.onStore?.();
           return Promise.resolve();
         },
       };
     }
+    const idFileOf = (dir: string) => path.join(dir, 'store.key.id');
+    const freshKeysDir = () => path.join(tmp, `keys-${++n}`);
 
-    it('adopts an existing key without storing a new one, and caches it', async function () {
+    it('a key stored before the agreement file existed (an older version) is adopted, recorded, and cached', async function () {
       const key = crypto.randomBytes(32);
       const secrets = fakeSecrets({ 'exai.sessionStoreKey': key.toString('base64') });
-      const provider = secretStorageKeyProvider(secrets);
+      const dir = freshKeysDir();
+      const provider = secretStorageKeyProvider(secrets, dir);
       assert.deepEqual(await provider.getKey(), key);
       assert.deepEqual(await provider.getKey(), key);
       assert.equal(secrets.calls.store, 0);
       assert.equal(secrets.calls.get, 1);
+      assert.equal(fs.readFileSync(idFileOf(dir), 'utf8').trim(), keyFingerprint(key));
     });
 
-    it('generates and stores a base64 32-byte key when none exists (custom name)', async function () {
+    it('generates and stores a base64 32-byte key when none exists (custom name); the id file names it, not the key (0600)', async function () {
       const secrets = fakeSecrets();
-      const key = await secretStorageKeyProvider(secrets, 'custom.name').getKey();
+      const dir = freshKeysDir();
+      const key = await secretStorageKeyProvider(secrets, dir, { name: 'custom.name' }).getKey();
       assert.equal(key.length, 32);
       assert.equal(secrets.map.get('custom.name'), key.toString('base64'));
+      const id = fs.readFileSync(idFileOf(dir), 'utf8');
+      assert.equal(id.trim(), keyFingerprint(key));
+      assert.ok(!id.includes(key.toString('base64')) && !id.includes(key.toString('hex')));
+      if (!isWindows) assert.equal(fs.statSync(idFileOf(dir)).mode & 0o777, 0o600);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['store.key.id'], 'no lock or temp file left behind');
     });
 
-    it('after storing, adopts whatever is stored (another window stored its key at the same moment)', async function () {
-      const secrets = fakeSecrets();
+    it('waits for the agreed key that another window stored but this window does not see yet, and never stores its own', async function () {
+      const dir = freshKeysDir();
       const winner = crypto.randomBytes(32);
-      secrets.onStore = () => secrets.map.set('exai.sessionStoreKey', winner.toString('base64'));
-      assert.deepEqual(await secretStorageKeyProvider(secrets).getKey(), winner);
+      await secretStorageKeyProvider(fakeSecrets({ 'exai.sessionStoreKey': winner.toString('base64') }), dir).getKey(); // window A
+      const late = fakeSecrets({ 'exai.sessionStoreKey': winner.toString('base64') });
+      late.lateGets = 5; // window B's SecretStorage shows A's key only after ~0.5 s
+      assert.deepEqual(await secretStorageKeyProvider(late, dir).getKey(), winner);
+      assert.equal(late.calls.store, 0, 'stored a second key');
     });
 
-    it('replaces an invalid stored value, and works with both stores sharing one file store', async function () {
-      const secrets = fakeSecrets({ 'exai.sessionStoreKey': 'not-a-key' });
-      const provider = secretStorageKeyProvider(secrets);
-      const key = await provider.getKey();
+    it('a stored key that does not match the agreement is not used while the agreed one may still arrive', async function () {
+      const dir = freshKeysDir();
+      const agreed = crypto.randomBytes(32);
+      await secretStorageKeyProvider(fakeSecrets({ 'exai.sessionStoreKey': agreed.toString('base64') }), dir).getKey();
+      const secrets = fakeSecrets({ 'exai.sessionStoreKey': crypto.randomBytes(32).toString('base64') }); // a stale view
+      setTimeout(() => secrets.map.set('exai.sessionStoreKey', agreed.toString('base64')), 300); // A's write arrives
+      assert.deepEqual(await secretStorageKeyProvider(secrets, dir, { propagationMs: 5000 }).getKey(), agreed);
+    });
+
+    it('the keychain lost the agreed key: after the bounded wait, a new key, recorded, and a warning', async function () {
+      const dir = freshKeysDir();
+      await secretStorageKeyProvider(fakeSecrets(), dir).getKey();
+      const emptied = fakeSecrets({ 'exai.sessionStoreKey': 'not-a-key' }); // also: an invalid value is replaced
+      const warnings: string[] = [];
+      const started = Date.now();
+      const key = await secretStorageKeyProvider(emptied, dir, { propagationMs: 300, onWarning: (m) => warnings.push(m) }).getKey();
+      assert.ok(Date.now() - started >= 300, 'gave the keychain its time first');
       assert.equal(key.length, 32);
+      assert.equal(emptied.map.get('exai.sessionStoreKey'), key.toString('base64'));
+      assert.equal(fs.readFileSync(idFileOf(dir), 'utf8').trim(), keyFingerprint(key));
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], /no longer in the OS keychain/);
+    });
+
+    it('works with stores sharing one file store: what one window writes, another reads', async function () {
+      const secrets = fakeSecrets();
+      const keysDir = freshKeysDir();
       const dir = freshDir();
-      await new SharedStore(dir, provider).setItem('k', 'v');
-      assert.equal(await new SharedStore(dir, secretStorageKeyProvider(secrets)).getItem('k'), 'v');
+      await new SharedStore(dir, secretStorageKeyProvider(secrets, keysDir)).setItem('k', 'v');
+      assert.equal(await new SharedStore(dir, secretStorageKeyProvider(secrets, keysDir)).getItem('k'), 'v');
     });
   });
 });

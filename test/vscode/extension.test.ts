@@ -84,6 +84,14 @@ describe('EXAI extension in a real VS Code extension host', function () {
     assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
   });
 
+  it("refuses to put the project and daemon settings in workspace settings: they are the user's alone", async function () {
+    const config = vscode.workspace.getConfiguration('exai');
+    for (const key of ['supabase.url', 'supabase.anonKey', 'daemon.url']) {
+      await assert.rejects(Promise.resolve(config.update(key, 'ws://127.0.0.1:9/', vscode.ConfigurationTarget.Workspace)), /User settings/i, key);
+      assert.equal(config.inspect(key)?.workspaceValue, undefined, key);
+    }
+  });
+
   it('starts signed out with a status that offers to sign in', async function () {
     await until('signed-out status', () => status().kind === 'signed_out');
   });
