@@ -61,7 +61,11 @@ export interface Timing {
   requestMs: number;
   pingIntervalMs: number;
   pongTimeoutMs: number;
-  /** Retry delay after 4008 (too many connections). */
+  /**
+   * Retry delay after 4008 (too many connections). A killed daemon's rows stop counting 45 s after
+   * their last heartbeat (public.mcp_session_stale_after()); retrying every 10 s lets the window in
+   * within a minute of the kill, at the cost of one refused hello per 10 s while the user is full.
+   */
   slowRetryMs: number;
   /** A call on an idle client waits this long for the reconnect before it fails as not connected. */
   wakeMs: number;
@@ -69,12 +73,12 @@ export interface Timing {
   cancelGraceMs: number;
 }
 
-const DEFAULT_TIMING: Timing = {
+export const DEFAULT_TIMING: Readonly<Timing> = {
   helloMs: 15_000,
   requestMs: 15_000,
   pingIntervalMs: 30_000,
   pongTimeoutMs: 10_000,
-  slowRetryMs: 60_000,
+  slowRetryMs: 10_000,
   wakeMs: 30_000,
   cancelGraceMs: 5_000,
 };

@@ -8,7 +8,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { readDiscovery } from '../../server/auth/localMode';
 import { PROTOCOL_VERSION, type ServerFrame } from '../../server/protocol';
 import {
-  DaemonClient, DaemonRequestError, backoffDelay,
+  DEFAULT_TIMING, DaemonClient, DaemonRequestError, backoffDelay,
   type ClientState, type DaemonClientOptions,
 } from '../../src/daemon/client';
 import { isLoopbackHost } from '../../server/net';
@@ -455,6 +455,10 @@ describe('DaemonClient', function () {
       assert.equal(fake.rec.connections, 1, 'retried before the slow delay');
       await waitState(h.client, is('connecting'), 2000);
       assert.ok(Date.now() - t0 >= 550);
+    });
+
+    it('4008 is retried every 10 s by default, so a killed daemon\'s user gets back in within a minute (45 s liveness bound + one retry)', function () {
+      assert.equal(DEFAULT_TIMING.slowRetryMs, 10_000);
     });
 
     it('1001 after a shutdown frame: reconnecting, with the daemon message as the reason', async function () {
