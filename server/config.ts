@@ -41,6 +41,8 @@ export interface DaemonConfig {
   drainSec: number;
   /** The chat tool's OpenAI-compatible model providers. */
   providers: ProviderSettings;
+  /** Bounds on the `files` of the model tools. */
+  files: FileLimits;
 }
 
 /** One OpenAI-compatible endpoint the chat tool may call. */
@@ -59,8 +61,22 @@ export interface ProviderSettings {
   endpoints: ProviderEndpoint[];
   /** The model when a chat call names none (EXAI_DEFAULT_MODEL). */
   defaultModel: string | null;
-  /** Bound on one upstream call, connect to last streamed chunk (EXAI_PROVIDER_TIMEOUT_SECONDS). */
+  /** Bound on one model call: its wait for a slot, its retries and its whole answer (EXAI_PROVIDER_TIMEOUT_SECONDS). */
   timeoutSec: number;
+  /** Upstream requests running at once per provider (EXAI_PROVIDER_MAX_CONCURRENT). */
+  maxConcurrent: number;
+  /** Calls that may wait for a slot per provider; one more is refused with over_capacity (EXAI_PROVIDER_QUEUE_LENGTH). */
+  queueLength: number;
+  /** Retries of a 429/503 answer that carries Retry-After, within the call's deadline (EXAI_PROVIDER_MAX_RETRIES). */
+  maxRetries: number;
+}
+
+/** What the model tools accept in `files` (the caller sends each file's text). */
+export interface FileLimits {
+  /** UTF-8 bytes of one file (EXAI_FILES_MAX_FILE_BYTES). */
+  maxFileBytes: number;
+  /** UTF-8 bytes of all files of one call (EXAI_FILES_MAX_CALL_BYTES). */
+  maxCallBytes: number;
 }
 
 export const KIMI_DEFAULT_URL = 'https://api.moonshot.ai/v1';
@@ -94,6 +110,8 @@ environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SU
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_LOG_DIR, EXAI_STATE_DIR,
   EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
+  EXAI_PROVIDER_MAX_CONCURRENT, EXAI_PROVIDER_QUEUE_LENGTH, EXAI_PROVIDER_MAX_RETRIES,
+  EXAI_FILES_MAX_FILE_BYTES, EXAI_FILES_MAX_CALL_BYTES,
   KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL`;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
@@ -207,7 +225,20 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     behindProxy,
     drainSec: integer('EXAI_DRAIN_SECONDS', env.EXAI_DRAIN_SECONDS, 10, 0, 3600),
     providers: providerSettings(env),
+    files: fileLimits(env),
   };
+}
+
+/** Files arrive inside a call_tool frame (at most 4 MiB), so a call's files stay well below that. */
+export const MAX_FILES_CALL_BYTES_CEILING = 3 * 1024 * 1024;
+
+export function fileLimits(env: NodeJS.ProcessEnv): FileLimits {
+  const maxCallBytes = integer('EXAI_FILES_MAX_CALL_BYTES', env.EXAI_FILES_MAX_CALL_BYTES, 1024 * 1024, 1024, MAX_FILES_CALL_BYTES_CEILING);
+  const maxFileBytes = integer('EXAI_FILES_MAX_FILE_BYTES', env.EXAI_FILES_MAX_FILE_BYTES, Math.min(256 * 1024, maxCallBytes), 1, MAX_FILES_CALL_BYTES_CEILING);
+  if (maxFileBytes > maxCallBytes) {
+    throw new ConfigError(`EXAI_FILES_MAX_FILE_BYTES (${maxFileBytes}) is larger than EXAI_FILES_MAX_CALL_BYTES (${maxCallBytes}); one file can never be larger than all files of a call.`);
+  }
+  return { maxFileBytes, maxCallBytes };
 }
 
 /** The chat tool's providers. Keys are trimmed; a key without its endpoint, or a bad URL, is a ConfigError. */
@@ -240,6 +271,10 @@ export function providerSettings(env: NodeJS.ProcessEnv): ProviderSettings {
     endpoints,
     defaultModel,
     timeoutSec: integer('EXAI_PROVIDER_TIMEOUT_SECONDS', env.EXAI_PROVIDER_TIMEOUT_SECONDS, 120, 1, 3600),
+    // The original daemon's per-provider limits were 4 (GLM) and 6 (Kimi); one default for every provider.
+    maxConcurrent: integer('EXAI_PROVIDER_MAX_CONCURRENT', env.EXAI_PROVIDER_MAX_CONCURRENT, 4, 1, 256),
+    queueLength: integer('EXAI_PROVIDER_QUEUE_LENGTH', env.EXAI_PROVIDER_QUEUE_LENGTH, 32, 0, 10_000),
+    maxRetries: integer('EXAI_PROVIDER_MAX_RETRIES', env.EXAI_PROVIDER_MAX_RETRIES, 2, 0, 5),
   };
 }
 

@@ -13,9 +13,8 @@ import { DataApiSessionStore } from './sessions/dataApiStore';
 import { PgSessionStore } from './sessions/pgStore';
 import type { SessionStore, ThreadStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
-import { createChatTool } from './tools/chat';
+import { createModelTools } from './tools/family';
 import { Providers } from './tools/providers';
-import { createThreadsTool } from './tools/threads';
 import { ToolRegistry } from './tools/registry';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { loadTls, type LoadedTls } from './transport/tls';
@@ -82,7 +81,7 @@ async function main(): Promise<void> {
 
   const store = createStore(config, log);
   const providers = new Providers(config.providers);
-  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec });
+  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec, max_concurrent: config.providers.maxConcurrent, queue_length: config.providers.queueLength, max_retries: config.providers.maxRetries });
   else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
@@ -112,7 +111,7 @@ async function main(): Promise<void> {
       },
       verifier,
       store,
-      tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
+      tools: new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files })),
       log,
     },
     { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy },
