@@ -396,6 +396,7 @@ export function parseRetryAfter(raw: string | null, now = Date.now()): number | 
   const value = raw?.trim();
   if (!value) return null;
   if (/^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
+  if (!/ GMT$/.test(value)) return null; // an HTTP-date (RFC 9110 §10.2.3) ends in GMT; nothing else is a date here
   const at = Date.parse(value);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
