@@ -13,8 +13,11 @@ import synthesisPrompt from './prompts/consensus-synthesis.md';
 
 export const MIN_CONSENSUS_MODELS = 2;
 export const MAX_CONSENSUS_MODELS = 5;
-/** Characters of each answer the synthesis reads (a longer one is cut, and says so). */
-export const SYNTHESIS_ANSWER_CHARS = 100_000;
+/**
+ * Characters of each answer the synthesis reads and the result repeats (a longer one is cut, and says
+ * so; its whole text went out as progress). Bounds the result at 5 answers plus one synthesis.
+ */
+export const CONSENSUS_ANSWER_CHARS = 100_000;
 /** Characters the thread keeps of a consensus without a synthesis. */
 const STORED_CHARS = 200_000;
 
@@ -54,7 +57,7 @@ export function createConsensusTool(engine: ChatEngine) {
           `None of the ${outcomes.length} models answered: ${outcomes.map((o) => `${o.model}: ${o.ok ? '' : o.message}`).join(' ')}`);
       }
 
-      const sections = outcomes.map((o) => (o.ok ? `## ${o.model}\n\n${o.answer}` : `## ${o.model} (failed: ${o.code})\n\n${o.message}`));
+      const sections = outcomes.map((o) => (o.ok ? `## ${o.model}\n\n${cut(o.answer, CONSENSUS_ANSWER_CHARS)}` : `## ${o.model} (failed: ${o.code})\n\n${o.message}`));
       ctx.progress(`[consensus: ${synthesis.model} is comparing the answers]\n`);
       let synthesisText: string | null = null;
       let synthesisError: string | null = null;
@@ -103,7 +106,7 @@ async function answerOf(engine: ChatEngine, ctx: ToolContext, model: string, mes
 
 function synthesisInput(question: string, outcomes: Outcome[]): string {
   const parts = outcomes.map((o) => (o.ok
-    ? `<answer model="${o.model}">\n${cut(o.answer, SYNTHESIS_ANSWER_CHARS)}\n</answer>`
+    ? `<answer model="${o.model}">\n${cut(o.answer, CONSENSUS_ANSWER_CHARS)}\n</answer>`
     : `<answer model="${o.model}" failed="true">(no answer: ${o.code})</answer>`));
   return `The question:\n\n${question}\n\nThe models' answers:\n\n${parts.join('\n\n')}`;
 }

@@ -13,6 +13,7 @@
 // to another). API keys are only ever handed to the SDK; every message names the variable, never the value.
 import OpenAI from 'openai';
 import type { ProviderEndpoint, ProviderSettings } from '../config';
+import type { Logger } from '../log';
 import { ProviderQueue, QueueFull, type QueuePosition } from './providerQueue';
 import { abortableDelay, ToolError } from './registry';
 
@@ -60,6 +61,8 @@ export interface ChatRequest {
   onText(delta: string): void;
   /** A notice for the caller: the call waits for a slot, or retries after Retry-After. */
   onNotice?(message: string): void;
+  /** Where waits, refusals and retries are logged (never a key). */
+  log?: Logger;
 }
 
 export interface ResolvedModel {
@@ -236,11 +239,18 @@ export class Providers {
 
   private async slot(endpoint: ProviderEndpoint, signal: AbortSignal, deadline: AbortSignal, request: ChatRequest): Promise<() => void> {
     const who = label(endpoint);
+    const started = Date.now();
+    let queuedAt: number | null = null;
     try {
-      return await this.queue(endpoint).acquire(signal, (p: QueuePosition) =>
-        request.onNotice?.(`[waiting for a free slot of ${who.replace(/^The /, 'the ')}: position ${p.position} of ${p.waiting} in its queue, ${p.running} calls running]`));
+      const release = await this.queue(endpoint).acquire(signal, (p: QueuePosition) => {
+        queuedAt ??= p.position;
+        request.onNotice?.(`[waiting for a free slot of ${who.replace(/^The /, 'the ')}: position ${p.position} of ${p.waiting} in its queue, ${p.running} calls running]`);
+      });
+      if (queuedAt !== null) request.log?.info('got a provider slot after waiting', { provider: endpoint.name, queued_at: queuedAt, waited_ms: Date.now() - started });
+      return release;
     } catch (err) {
       if (err instanceof QueueFull) {
+        request.log?.warn('provider queue full: call refused', { provider: endpoint.name, running: err.running, waiting: err.waiting });
         throw new ToolError(ProviderErrorCode.overCapacity,
           `${who} is busy: ${err.running} calls are running (EXAI_PROVIDER_MAX_CONCURRENT=${this.settings.maxConcurrent}) and ${err.waiting} are waiting, the most this daemon queues for it (EXAI_PROVIDER_QUEUE_LENGTH=${this.settings.queueLength}); try again in a moment.`);
       }
@@ -306,6 +316,7 @@ export class Providers {
           throw providerError(err, endpoint, model, deadline.aborted, this.settings.timeoutSec);
         }
         const status = (err as InstanceType<typeof OpenAI.APIError>).status;
+        request.log?.warn('provider asked to retry', { provider: endpoint.name, model, status, retry_after_ms: waitMs, retry: attempt + 1 });
         request.onNotice?.(`[${label(endpoint).replace(/^The /, 'the ')} answered HTTP ${status} with Retry-After ${Math.ceil(waitMs / 1000)} s; retrying (${attempt + 1} of at most ${this.settings.maxRetries})]`);
         try {
           await abortableDelay(waitMs, signal);

@@ -159,6 +159,7 @@ export class ChatEngine {
         signal: ctx.signal,
         onText: options.stream ? progress.push : () => {},
         onNotice: (message) => progress.notice(options.noticePrefix ? `${options.noticePrefix} ${message}` : message),
+        log: ctx.log,
       });
     } finally {
       progress.stop();

@@ -117,6 +117,10 @@ async function readLocalFile(requested: string, shown: string, maxBytes: number,
     throw refuse(code === 'EACCES' ? 'permission denied.' : code === 'EISDIR' ? 'it is a directory; name the files in it instead.' : `it cannot be opened (${code ?? 'error'}).`);
   }
   try {
+    // A parent directory swapped for a link between realpath and open escapes O_NOFOLLOW; where the
+    // system can say what was really opened (Linux), check that path once more.
+    const opened = await fs.promises.readlink(`/proc/self/fd/${handle.fd}`).catch(() => null);
+    if (opened !== null && REFUSED_ROOTS.test(opened)) throw refuse('it resolves under a system directory the daemon never reads.');
     const stat = await handle.stat();
     if (stat.isDirectory()) throw refuse('it is a directory; name the files in it instead.');
     if (!stat.isFile()) throw refuse('it is not a regular file (a device, FIFO or socket).');
