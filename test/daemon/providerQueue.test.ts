@@ -12,6 +12,7 @@ import { CLEAN_PROVIDER_ENV, callTool, errorOf, isResult, localSecretOf, okText,
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
 const KEY = 'sk-queue-test-0123456789abcdefghijkl';
+const pick = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, o[k]]));
 const TIMEOUT_SEC = 8;
 
 describe('provider concurrency queue and Retry-After retries (real daemon, fake provider)', function () {
@@ -79,6 +80,9 @@ describe('provider concurrency queue and Retry-After retries (real daemon, fake 
     for (const r of results) okText(r);
     assert.equal(fake.requests().length, 4, 'the refused call never reached the provider');
     assert.equal(fake.maxInFlight(), 2, 'never more than 2 upstream requests at once');
+    const logs = daemon.logs();
+    assert.match(logs, /provider queue full: call refused.*"running":2,"waiting":2/);
+    assert.match(logs, /got a provider slot after waiting/);
     // q4 moved up when q3 left the queue.
     assert.ok(progressOf(client, 'q4').some((m) => /position 1 of 1 in its queue/.test(m)), JSON.stringify(progressOf(client, 'q4')));
   });
@@ -113,6 +117,10 @@ describe('provider concurrency queue and Retry-After retries (real daemon, fake 
     assert.equal(second.status, 200);
     assert.ok(second.at - first.at >= 900, `waited for Retry-After (${second.at - first.at} ms)`);
     assert.ok(progressOf(client, res.id).some((m) => /^\[the model provider at .* answered HTTP 429 with Retry-After 1 s; retrying \(1 of at most 2\)\]$/.test(m)));
+    // Operators see it in the log too.
+    const line = daemon.logs().split('\n').find((l) => l.includes('provider asked to retry'));
+    assert.ok(line, 'the retry is logged');
+    assert.deepEqual(pick(JSON.parse(line), ['provider', 'status', 'retry_after_ms', 'retry']), { provider: 'custom', status: 429, retry_after_ms: 1000, retry: 1 });
   });
 
   it('retries a 503 with Retry-After too (an HTTP date), at most EXAI_PROVIDER_MAX_RETRIES times', async function () {
