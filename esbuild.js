@@ -21,6 +21,8 @@ const common = {
   define: { __EXAI_VERSION__: JSON.stringify(pkg.version) },
   // pg's optional native binding is never used; keep it out of the bundle.
   external: ['pg-native'],
+  // The model tools' system prompts (server/tools/prompts/*.md) are bundled as text.
+  loader: { '.md': 'text' },
 };
 
 function listTests(dir) {

@@ -51,6 +51,8 @@ export interface DaemonConfig {
   maxUnauthenticatedPerAddress: number;
   /** The log file's byte bound (then it moves to `<file>.old`). */
   logMaxBytes: number;
+  /** Bounds on the `files` of the model tools. */
+  files: FileLimits;
 }
 
 /** One OpenAI-compatible endpoint the chat tool may call. */
@@ -69,8 +71,22 @@ export interface ProviderSettings {
   endpoints: ProviderEndpoint[];
   /** The model when a chat call names none (EXAI_DEFAULT_MODEL). */
   defaultModel: string | null;
-  /** Bound on one upstream call, connect to last streamed chunk (EXAI_PROVIDER_TIMEOUT_SECONDS). */
+  /** Bound on one model call: its wait for a slot, its retries and its whole answer (EXAI_PROVIDER_TIMEOUT_SECONDS). */
   timeoutSec: number;
+  /** Upstream requests running at once per provider (EXAI_PROVIDER_MAX_CONCURRENT). */
+  maxConcurrent: number;
+  /** Calls that may wait for a slot per provider; one more is refused with over_capacity (EXAI_PROVIDER_QUEUE_LENGTH). */
+  queueLength: number;
+  /** Retries of a 429/503 answer that carries Retry-After, within the call's deadline (EXAI_PROVIDER_MAX_RETRIES). */
+  maxRetries: number;
+}
+
+/** What the model tools accept in `files` (the caller sends each file's text). */
+export interface FileLimits {
+  /** UTF-8 bytes of one file (EXAI_FILES_MAX_FILE_BYTES). */
+  maxFileBytes: number;
+  /** UTF-8 bytes of all files of one call (EXAI_FILES_MAX_CALL_BYTES). */
+  maxCallBytes: number;
 }
 
 export const KIMI_DEFAULT_URL = 'https://api.moonshot.ai/v1';
@@ -105,6 +121,8 @@ environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SU
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_MAX_BUFFERED_BYTES, EXAI_LOG_DIR, EXAI_STATE_DIR,
   EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
+  EXAI_PROVIDER_MAX_CONCURRENT, EXAI_PROVIDER_QUEUE_LENGTH, EXAI_PROVIDER_MAX_RETRIES,
+  EXAI_FILES_MAX_FILE_BYTES, EXAI_FILES_MAX_CALL_BYTES,
   KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL, EXAI_PUBLIC_HOSTS, EXAI_MAX_UNAUTHENTICATED,
   EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, EXAI_LOG_MAX_MB`;
 
@@ -243,6 +261,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxUnauthenticated: integer('EXAI_MAX_UNAUTHENTICATED', env.EXAI_MAX_UNAUTHENTICATED, 512, 1, 100_000),
     maxUnauthenticatedPerAddress: integer('EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS', env.EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, 128, 1, 100_000),
     logMaxBytes: integer('EXAI_LOG_MAX_MB', env.EXAI_LOG_MAX_MB, 50, 1, 100_000) * 1024 * 1024,
+    files: fileLimits(env),
   };
 }
 
@@ -265,6 +284,18 @@ function publicHostsSetting(flag: string[] | undefined, env: NodeJS.ProcessEnv, 
   const bad = names.find((n) => !HOST_NAME.test(n));
   if (bad !== undefined) throw new ConfigError(`${setting} entry "${bad.slice(0, 100)}" is not a host name; list names such as exai.example.com, without scheme or port, separated by commas.`);
   return names;
+}
+
+/** Files arrive inside a call_tool frame (at most 4 MiB), so a call's files stay well below that. */
+export const MAX_FILES_CALL_BYTES_CEILING = 3 * 1024 * 1024;
+
+export function fileLimits(env: NodeJS.ProcessEnv): FileLimits {
+  const maxCallBytes = integer('EXAI_FILES_MAX_CALL_BYTES', env.EXAI_FILES_MAX_CALL_BYTES, 1024 * 1024, 1024, MAX_FILES_CALL_BYTES_CEILING);
+  const maxFileBytes = integer('EXAI_FILES_MAX_FILE_BYTES', env.EXAI_FILES_MAX_FILE_BYTES, Math.min(256 * 1024, maxCallBytes), 1, MAX_FILES_CALL_BYTES_CEILING);
+  if (maxFileBytes > maxCallBytes) {
+    throw new ConfigError(`EXAI_FILES_MAX_FILE_BYTES (${maxFileBytes}) is larger than EXAI_FILES_MAX_CALL_BYTES (${maxCallBytes}); one file can never be larger than all files of a call.`);
+  }
+  return { maxFileBytes, maxCallBytes };
 }
 
 /** The chat tool's providers. Keys are trimmed; a key without its endpoint, or a bad URL, is a ConfigError. */
@@ -297,6 +328,10 @@ export function providerSettings(env: NodeJS.ProcessEnv): ProviderSettings {
     endpoints,
     defaultModel,
     timeoutSec: integer('EXAI_PROVIDER_TIMEOUT_SECONDS', env.EXAI_PROVIDER_TIMEOUT_SECONDS, 120, 1, 3600),
+    // The original daemon's per-provider limits were 4 (GLM) and 6 (Kimi); one default for every provider.
+    maxConcurrent: integer('EXAI_PROVIDER_MAX_CONCURRENT', env.EXAI_PROVIDER_MAX_CONCURRENT, 4, 1, 256),
+    queueLength: integer('EXAI_PROVIDER_QUEUE_LENGTH', env.EXAI_PROVIDER_QUEUE_LENGTH, 32, 0, 10_000),
+    maxRetries: integer('EXAI_PROVIDER_MAX_RETRIES', env.EXAI_PROVIDER_MAX_RETRIES, 2, 0, 5),
   };
 }
 

@@ -14,9 +14,8 @@ import { PgSessionStore } from './sessions/pgStore';
 import { PendingEndings } from './sessions/pendingEndings';
 import type { SessionStore, ThreadStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
-import { createChatTool } from './tools/chat';
+import { createModelTools } from './tools/family';
 import { Providers } from './tools/providers';
-import { createThreadsTool } from './tools/threads';
 import { ToolRegistry } from './tools/registry';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { ResultBudget } from './transport/recentResults';
@@ -88,7 +87,7 @@ async function main(): Promise<void> {
   // The Data API writes each ending with the user's own token, which can expire while it is down.
   const endings = new PendingEndings({ store, log, needsLiveToken: config.sessionStore === 'data-api' });
   const providers = new Providers(config.providers);
-  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec });
+  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec, max_concurrent: config.providers.maxConcurrent, queue_length: config.providers.queueLength, max_retries: config.providers.maxRetries });
   else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
@@ -121,7 +120,7 @@ async function main(): Promise<void> {
       verifier,
       store,
       endings,
-      tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
+      tools: new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files })),
       log,
     },
     {

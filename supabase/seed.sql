@@ -1,7 +1,8 @@
 -- Local development only (`supabase db reset` runs this after the migrations): the two test users
 -- of the original EXAI plan, so sign-in and per-window switching can be tried at once.
 -- Passwords: jazeel@example.com / jazeel-dev-password, michelle@example.com / michelle-dev-password.
--- Never run this on a hosted project.
+-- Never run this on a hosted project: there, `node scripts/create-test-users` creates the same two
+-- users through the Auth Admin API, with passwords from the environment (see supabase/README.md).
 insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at, confirmation_token, recovery_token, email_change_token_new, email_change)
 values
   ('00000000-0000-0000-0000-000000000000', '3f0c1b2a-7d4e-4c8b-9a51-2e6f8d0b1c11', 'authenticated', 'authenticated', 'jazeel@example.com',

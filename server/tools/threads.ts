@@ -1,4 +1,4 @@
-// The `threads` tool: the caller's own chat conversations (their continuation ids), newest first.
+// The `threads` tool: the caller's own conversations with the model tools (their continuation ids), newest first.
 // Other users' threads are never visible (RLS in supabase mode, per user in memory in local mode).
 import { z } from 'zod';
 import { StoreUnavailable, type ThreadStore } from '../sessions/store';
@@ -7,7 +7,7 @@ import { defineTool, ToolError } from './registry';
 export function createThreadsTool(threads: ThreadStore) {
   return defineTool({
     name: 'threads',
-    description: "Lists the caller's own chat conversations, newest first: each id is a continuation_id for the chat tool.",
+    description: "Lists the caller's own conversations with the model tools, newest first, with their titles and sizes: each id is a continuation_id to pass to chat, thinkdeep, codereview, debug, planner, challenge or consensus.",
     input: z.object({}).strict(),
     async run(_args, ctx) {
       try {

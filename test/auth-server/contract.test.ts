@@ -513,6 +513,39 @@ describe(`Supabase Auth contract (${process.env.SUPABASE_URL ? 'real project' : 
       assertAuthApiError(dup.error, 'email_exists', 422);
     });
 
+    it('admin users: GET /admin/users pages newest first (per_page, X-Total-Count, Link), GET /admin/users/{id} reads one', async function () {
+      const made = [await target.createAccount({ label: 'page-a' }), await target.createAccount({ label: 'page-b' })];
+      const admin = { apikey: target.serviceRoleKey, Authorization: `Bearer ${target.serviceRoleKey}`, 'X-Supabase-Api-Version': '2024-01-01' };
+      const res = await fetch(`${target.issuer}/admin/users?per_page=2&page=1`, { headers: admin });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { users: { id: string; email: string; created_at: string }[]; aud: string };
+      assert.equal(body.users.length, 2);
+      assert.ok(Date.parse(body.users[0].created_at) >= Date.parse(body.users[1].created_at), 'newest first');
+      const total = Number(res.headers.get('x-total-count'));
+      assert.ok(total >= 3, `x-total-count ${total}`);
+      const link = res.headers.get('link') ?? '';
+      assert.match(link, /^<\/admin\/users\?page=2&per_page=2>; rel="next", <\/admin\/users\?page=\d+&per_page=2>; rel="last"$/);
+      assert.ok(link.endsWith(`</admin/users?page=${Math.ceil(total / 2)}&per_page=2>; rel="last"`), link);
+      // supabase-js reads the same, and finds each created user by id.
+      const { data, error } = await target.admin.auth.admin.listUsers({ page: 1, perPage: 2 });
+      assert.equal(error, null);
+      assert.equal(data.users.length, 2);
+      assert.equal((data as { total?: number }).total, total);
+      for (const account of made) {
+        const one = await target.admin.auth.admin.getUserById(account.id);
+        assert.equal(one.error, null);
+        assert.equal(one.data.user?.email, account.email);
+      }
+      const missing = await target.admin.auth.admin.getUserById('00000000-0000-4000-8000-000000000000');
+      assertAuthApiError(missing.error, 'user_not_found', 404);
+      const notUuid = await fetch(`${target.issuer}/admin/users/not-a-uuid`, { headers: admin });
+      assert.equal(notUuid.status, 404);
+      assert.equal(((await notUuid.json()) as { code: string }).code, 'validation_failed');
+      const anon = await fetch(`${target.issuer}/admin/users`, { headers: { apikey: target.anonKey, Authorization: `Bearer ${target.anonKey}`, 'X-Supabase-Api-Version': '2024-01-01' } });
+      assert.equal(anon.status, 403);
+      assert.equal(((await anon.json()) as { code: string }).code, 'not_admin');
+    });
+
     it('publishes the issuer and JWKS location in the OpenID configuration', async function () {
       const res = await fetch(`${target.issuer}/.well-known/openid-configuration`, { headers: { apikey: target.anonKey } });
       assert.equal(res.status, 200);

@@ -479,6 +479,9 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     if (str(r.body, 'phone')) throw badRequest('validation_failed', 'Phone users are not supported by the test auth server');
     const email = validateEmail(emailParam);
     if (ctx.users.findByEmail(email)) throw unprocessable('email_exists', 'A user with this email address has already been registered');
+    // As signup and admin update do: GoTrue checks a given plaintext password's strength here too.
+    const password = str(r.body, 'password');
+    if (password) checkPasswordStrength(password);
     const id = str(r.body, 'id');
     if (id && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
       throw badRequest('validation_failed', 'ID must conform to the uuid v4 format');
@@ -509,15 +512,50 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     return user;
   }
 
+  /**
+   * GET /admin/users (api/admin.go adminUsers, api/pagination.go): `page` (default 1) and `per_page`
+   * (default 50), newest first (created_at desc), `filter` matching the email (LIKE, case-sensitive)
+   * or user_metadata.full_name (ILIKE); `X-Total-Count` and a `Link` header with rel="next" (when
+   * there is a next page) and rel="last", built from the request URI with the query keys sorted as
+   * Go's url.Values.Encode does.
+   */
   async function adminListUsers(r: Request): Promise<void> {
     await requireAdmin(r);
-    const users = ctx.users.all().map((u) => ctx.users.toJson(u));
-    sendJson(r.res, 200, { users, aud: 'authenticated' }, { 'x-total-count': String(users.length) });
+    const whole = (name: string, fallback: number, min: number) => {
+      const raw = r.query.get(name);
+      if (raw === null || raw === '') return fallback;
+      if (!/^\d+$/.test(raw)) throw badRequest('validation_failed', `Bad Pagination Parameters: strconv.ParseUint: parsing "${raw}": invalid syntax`);
+      const n = Number(raw);
+      if (n < min) throw badRequest('validation_failed', `Bad Pagination Parameters: ${name} must be greater than 0`);
+      return n;
+    };
+    const page = whole('page', 1, 0);
+    const perPage = whole('per_page', 50, 1);
+    const filter = r.query.get('filter') ?? '';
+    const matching = ctx.users.all()
+      .map((u, i) => ({ u, i }))
+      .filter(({ u }) => !filter || (u.email ?? '').includes(filter)
+        || String((u.userMetadata as Record<string, unknown>)?.full_name ?? '').toLowerCase().includes(filter.toLowerCase()))
+      .sort((a, b) => b.u.createdAt - a.u.createdAt || b.i - a.i)
+      .map(({ u }) => u);
+    const offset = (Math.max(page, 1) - 1) * perPage;
+    const users = matching.slice(offset, offset + perPage).map((u) => ctx.users.toJson(u));
+    const totalPages = Math.ceil(matching.length / perPage);
+    const link = (p: number) => {
+      const q = new URLSearchParams(r.query);
+      q.set('page', String(p));
+      q.sort();
+      return `<${r.path}?${q.toString()}>`;
+    };
+    const links = [...(totalPages > page ? [`${link(page + 1)}; rel="next"`] : []), `${link(totalPages)}; rel="last"`];
+    sendJson(r.res, 200, { users, aud: 'authenticated' }, { 'x-total-count': String(matching.length), link: links.join(', ') });
   }
 
+  /** GET / DELETE /admin/users/{id} (api/admin.go loadUser: an id that is no UUID is 404 validation_failed). */
   async function adminUser(r: Request): Promise<void> {
     await requireAdmin(r);
     const id = r.path.split('/')[3];
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw notFound('validation_failed', 'user_id must be an UUID');
     const user = ctx.users.get(id);
     if (!user) throw notFound('user_not_found', 'User not found');
     if (r.method === 'DELETE') {

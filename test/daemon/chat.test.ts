@@ -16,6 +16,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
 import { startPostgrest } from '../postgrest/server';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
+import { callTool } from '../helpers/toolCalls';
 
 const API_KEY = 'sk-exai-test-0123456789abcdefghijklmnop';
 const KIMI_KEY = 'sk-kimi-test-abcdefghijklmnop0123456789';
@@ -27,6 +28,8 @@ const CLEAN_ENV: Record<string, undefined> = {
   EXAI_IDLE_EXIT_SECONDS: undefined, EXAI_DAEMON_ID: undefined,
   EXAI_PROVIDER_BASE_URL: undefined, EXAI_PROVIDER_API_KEY: undefined, EXAI_DEFAULT_MODEL: undefined, EXAI_PROVIDER_TIMEOUT_SECONDS: undefined,
   KIMI_API_KEY: undefined, KIMI_API_URL: undefined, GLM_API_KEY: undefined, GLM_API_URL: undefined,
+  EXAI_PROVIDER_MAX_CONCURRENT: undefined, EXAI_PROVIDER_QUEUE_LENGTH: undefined, EXAI_PROVIDER_MAX_RETRIES: undefined,
+  EXAI_FILES_MAX_FILE_BYTES: undefined, EXAI_FILES_MAX_CALL_BYTES: undefined,
 };
 
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
@@ -237,7 +240,7 @@ describe('chat tool: local mode (real daemon + fake OpenAI-compatible provider)'
     assert.equal(fake.requests().length, 1, 'no retry');
   });
 
-  it('rate limiting (429) says so, with the retry-after hint, without retrying', async function () {
+  it('rate limiting (429) whose Retry-After does not fit the deadline says so, with the hint, without retrying', async function () {
     const client = await open();
     fake.set({ status: 429, errorHeaders: { 'retry-after': '7' } });
     const err = errorOf(await chat(client, { prompt: 'hi' }));
@@ -339,6 +342,25 @@ describe('chat provider settings (loadConfig)', function () {
     assert.throws(() => loadConfig([], { EXAI_PROVIDER_TIMEOUT_SECONDS: '0' }), /EXAI_PROVIDER_TIMEOUT_SECONDS must be a whole number from 1 to 3600/);
     assert.throws(() => loadConfig([], { EXAI_PROVIDER_API_KEY: 'k' }), /EXAI_PROVIDER_BASE_URL is not/);
     assert.throws(() => loadConfig([], { GLM_API_KEY: 'k', GLM_API_URL: 'ftp://x' }), /GLM_API_URL must start with https:\/\//);
+  });
+
+  it('reads the queue and retry bounds (per provider) and the files caps, with their defaults and limits', function () {
+    const d = loadConfig([], {});
+    assert.deepEqual([d.providers.maxConcurrent, d.providers.queueLength, d.providers.maxRetries], [4, 32, 2]);
+    assert.deepEqual(d.files, { maxFileBytes: 256 * 1024, maxCallBytes: 1024 * 1024 });
+    const c = loadConfig([], {
+      EXAI_PROVIDER_MAX_CONCURRENT: '1', EXAI_PROVIDER_QUEUE_LENGTH: '0', EXAI_PROVIDER_MAX_RETRIES: '5',
+      EXAI_FILES_MAX_FILE_BYTES: '1000', EXAI_FILES_MAX_CALL_BYTES: '2048',
+    });
+    assert.deepEqual([c.providers.maxConcurrent, c.providers.queueLength, c.providers.maxRetries], [1, 0, 5]);
+    assert.deepEqual(c.files, { maxFileBytes: 1000, maxCallBytes: 2048 });
+    // A call cap below 256 KiB lowers the default per-file cap with it.
+    assert.deepEqual(loadConfig([], { EXAI_FILES_MAX_CALL_BYTES: '4096' }).files, { maxFileBytes: 4096, maxCallBytes: 4096 });
+    assert.throws(() => loadConfig([], { EXAI_PROVIDER_MAX_CONCURRENT: '0' }), /EXAI_PROVIDER_MAX_CONCURRENT must be a whole number from 1 to 256/);
+    assert.throws(() => loadConfig([], { EXAI_PROVIDER_MAX_RETRIES: '6' }), /EXAI_PROVIDER_MAX_RETRIES must be a whole number from 0 to 5/);
+    assert.throws(() => loadConfig([], { EXAI_PROVIDER_QUEUE_LENGTH: '-1' }), /EXAI_PROVIDER_QUEUE_LENGTH must be a whole number from 0 to 10000/);
+    assert.throws(() => loadConfig([], { EXAI_FILES_MAX_CALL_BYTES: String(4 * 1024 * 1024) }), /EXAI_FILES_MAX_CALL_BYTES must be a whole number from 1024 to 3145728/);
+    assert.throws(() => loadConfig([], { EXAI_FILES_MAX_FILE_BYTES: '5000', EXAI_FILES_MAX_CALL_BYTES: '4096' }), /EXAI_FILES_MAX_FILE_BYTES \(5000\) is larger than EXAI_FILES_MAX_CALL_BYTES \(4096\)/);
   });
 });
 
@@ -447,6 +469,20 @@ for (const [backendName, backend] of BACKENDS) describe(`chat tool: supabase mod
     assert.deepEqual(rows.map((r) => [r.user_id, r.role]), [[JAZEEL.id, 'user'], [JAZEEL.id, 'assistant'], [JAZEEL.id, 'user'], [JAZEEL.id, 'assistant']]);
     const [thread] = await db.query('select user_id, title from public.mcp_threads where id = $1', [id]);
     assert.deepEqual(thread, { user_id: JAZEEL.id, title: 'my secret is 42' });
+  });
+
+  it('never reads its own disk for a caller: a file without content is refused, even an absolute path that exists', async function () {
+    const jazeel = await open(JAZEEL);
+    const existing = path.resolve(__filename);
+    for (const tool of ['chat', 'codereview']) {
+      const err = errorOf(await callTool(jazeel, tool, { prompt: 'read it', files: [{ path: existing }] }));
+      assert.equal(err.code, 'file_content_required');
+      assert.match(err.message, /^The file ".*" has no content: this daemon is hosted \(supabase mode\) and never reads its own disk for a caller\. Send each file's text as content\.$/);
+    }
+    assert.equal(fake.requests().length, 0);
+    // With its content, the same file goes to the model.
+    okText(await callTool(jazeel, 'chat', { prompt: 'read it', files: [{ path: existing, content: 'the text' }] }));
+    assert.equal(fake.requests()[0].messages[0].content, `<file path="${existing}">\nthe text\n</file>\n\nread it`);
   });
 
   it('two users sending the same prompt each cause their own upstream request and get their own thread', async function () {

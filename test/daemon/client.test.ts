@@ -201,7 +201,9 @@ describe('DaemonClient', function () {
       const h = local();
       await connected(h);
       const names = (await h.client.listTools()).map((t) => t.name).sort();
-      assert.deepEqual(names, ['chat', 'echo', 'sessions', 'threads', 'version', 'whoami']);
+      assert.deepEqual(names, [
+        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'version', 'whoami',
+      ]);
     });
 
     it('reauthenticates with the local secret, and reports a refused token', async function () {

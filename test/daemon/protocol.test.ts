@@ -157,7 +157,9 @@ describe('wire protocol (local mode daemon)', function () {
       client.send({ op: 'list_tools', request_id: 'lt-1' });
       const res = await client.next<{ op: 'list_tools_res'; request_id: string; tools: ToolDescription[] }>((f) => f.op === 'list_tools_res');
       assert.equal(res.request_id, 'lt-1');
-      assert.deepEqual(res.tools.map((t) => t.name).sort(), ['chat', 'echo', 'sessions', 'threads', 'version', 'whoami']);
+      assert.deepEqual(res.tools.map((t) => t.name).sort(), [
+        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'version', 'whoami',
+      ]);
       const echo = res.tools.find((t) => t.name === 'echo')!;
       assert.equal((echo.inputSchema as any).type, 'object');
       assert.deepEqual((echo.inputSchema as any).required, ['text']);

@@ -1,14 +1,20 @@
 // A small OpenAI-compatible server for tests: node:http on 127.0.0.1 serving
 //   POST <prefix>/chat/completions   (prefix default /v1), streamed (SSE) or not
-// It records every request (path, Authorization header, model, messages, stream flag) and whether
-// the client went away before the answer was complete (a cancelled or timed-out upstream request).
+//   GET  <prefix>/models             the `models` of the behaviour, as an OpenAI model list
+// It records every request (path, Authorization header, model, messages, stream flag, the whole JSON
+// body) and whether the client went away before the answer was complete (a cancelled or timed-out
+// upstream request), and how many requests were open at once.
 //
 //   const fake = await startFakeOpenAI({ apiKey: 'sk-test-…' });
 //   EXAI_PROVIDER_BASE_URL = fake.baseUrl        // http://127.0.0.1:PORT/v1
 //   fake.set({ delayMs: 5000 })                   // answer after a delay
 //   fake.set({ status: 429 })                     // answer every request with this HTTP error
 //   fake.set({ chunks: ['a', 'b'], chunkDelayMs: 1000 })   // a slow stream
+//   fake.enqueue({ status: 429, errorHeaders: { 'retry-after': '1' } }, {})  // the next requests, in order
+//   fake.set({ byModel: { 'bad-model': { status: 503 } } })                  // per model
+//   fake.set({ kimiWebSearch: true })             // answer a $web_search declaration with a tool call first
 //   fake.requests()                               // what arrived
+//   fake.maxInFlight()                            // the most requests open at once (since clearRequests)
 //   await fake.close();
 //
 // The reply text by default is `echo: <last user message>`, split in a few chunks. A request with a
@@ -32,15 +38,27 @@ export interface FakeBehaviour {
   models?: string[];
   /** Accept only this key from now on (overrides FakeOptions.apiKey): a rotated or revoked key. */
   requireKey?: string;
+  /** Behaviour for requests naming these models (replaces the rest for them). */
+  byModel?: Record<string, FakeBehaviour>;
+  /**
+   * Kimi's builtin $web_search: a request that declares `{"type":"builtin_function","function":{"name":"$web_search"}}`
+   * and carries no `tool` message yet is answered with a `$web_search` tool call (finish_reason tool_calls).
+   */
+  kimiWebSearch?: boolean;
 }
+
+/** The arguments the fake's $web_search tool call carries (a client must echo them back unchanged). */
+export const FAKE_SEARCH_ARGUMENTS = JSON.stringify({ search_result: { search_id: 'fake-search-1' }, usage: { total_tokens: 42 } });
 
 export interface FakeRequest {
   at: number;
   path: string;
   authorization: string | null;
   model: string | null;
-  messages: { role: string; content: string }[];
+  messages: { role: string; content: string; [k: string]: unknown }[];
   stream: boolean;
+  /** The whole JSON body (GET: {}), as the tests assert on it. */
+  body: Record<string, any>;
   temperature: number | null;
   /** HTTP status answered. */
   status: number | null;
@@ -55,7 +73,11 @@ export interface FakeOpenAI {
   /** `${url}/v1`: what EXAI_PROVIDER_BASE_URL / KIMI_API_URL / GLM_API_URL point at. */
   baseUrl: string;
   set(behaviour: FakeBehaviour): void;
+  /** The next requests take these behaviours, one each, in order; then `set`'s again. */
+  enqueue(...behaviours: FakeBehaviour[]): void;
   requests(): FakeRequest[];
+  /** The most requests open at the same time since the last clearRequests(). */
+  maxInFlight(): number;
   clearRequests(): void;
   /** Resolves once `n` requests have arrived (bounded). */
   waitForRequests(n: number, timeoutMs?: number): Promise<FakeRequest[]>;
@@ -80,7 +102,10 @@ const sleep = (ms: number, signal: AbortSignal) =>
 export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI> {
   const prefix = options.prefix ?? '/v1';
   let behaviour: FakeBehaviour = {};
+  const queued: FakeBehaviour[] = [];
   const records: FakeRequest[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
   const changed = new Set<() => void>();
   const notify = () => { for (const f of [...changed]) f(); };
 
@@ -92,9 +117,12 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
     // 'close' on the response before it finished: the client went away (cancel / timeout).
     const record: FakeRequest = {
       at: Date.now(), path, authorization: req.headers.authorization ?? null, model: null, messages: [],
-      stream: false, temperature: null, status: null, completed: false, clientAborted: false,
+      stream: false, body: {}, temperature: null, status: null, completed: false, clientAborted: false,
     };
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
     res.on('close', () => {
+      inFlight--;
       if (!record.completed) { record.clientAborted = true; gone.abort(); notify(); }
     });
     const chunks: Buffer[] = [];
@@ -109,17 +137,19 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
     record.messages = Array.isArray(body.messages) ? body.messages : [];
     record.stream = body.stream === true;
     record.temperature = typeof body.temperature === 'number' ? body.temperature : null;
+    record.body = body && typeof body === 'object' ? body : {};
     records.push(record);
     notify();
 
-    const b = behaviour;
+    const b = queued.shift() ?? (record.model ? behaviour.byModel?.[record.model] : undefined) ?? behaviour;
     const fail = (status: number, error: Record<string, unknown>, headers: Record<string, string> = {}) => {
       record.status = status;
       record.completed = true;
       res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ error }));
       notify();
     };
-    if (req.method !== 'POST' || path !== `${prefix}/chat/completions`) return fail(404, { message: `no route ${req.method} ${path}`, type: 'invalid_request_error' });
+    const listing = req.method === 'GET' && path === `${prefix}/models`;
+    if (!listing && (req.method !== 'POST' || path !== `${prefix}/chat/completions`)) return fail(404, { message: `no route ${req.method} ${path}`, type: 'invalid_request_error' });
     const bearer = /^Bearer (.*)$/i.exec(record.authorization ?? '')?.[1] ?? '';
     const wanted = behaviour.requireKey ?? options.apiKey;
     if (wanted !== null && bearer !== wanted) {
@@ -129,6 +159,15 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
     if (gone.signal.aborted) return;
     if (b.status && b.status >= 400) {
       return fail(b.status, { message: `fake error ${b.status}`, type: b.status === 429 ? 'rate_limit_error' : 'server_error' }, b.errorHeaders);
+    }
+    if (listing) {
+      record.status = 200;
+      record.completed = true;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+        object: 'list', data: (b.models ?? []).map((id) => ({ id, object: 'model', created: 1700000000, owned_by: 'fake' })),
+      }));
+      notify();
+      return;
     }
     if (b.models && !b.models.includes(record.model ?? '')) {
       return fail(404, { message: `The model \`${record.model}\` does not exist or you do not have access to it.`, type: 'invalid_request_error', code: 'model_not_found' });
@@ -153,6 +192,18 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
     const event = (delta: Record<string, unknown>, finish: string | null) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: record.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
     res.write(event({ role: 'assistant', content: '' }, null));
+    const declaresSearch = Array.isArray(body.tools) && body.tools.some((t: any) => t?.type === 'builtin_function' && t?.function?.name === '$web_search');
+    if (b.kimiWebSearch && declaresSearch && !record.messages.some((m) => m.role === 'tool')) {
+      // As Kimi does: the call's arguments arrive in pieces; the client echoes them back unchanged.
+      const half = Math.floor(FAKE_SEARCH_ARGUMENTS.length / 2);
+      res.write(event({ tool_calls: [{ index: 0, id: 'call-search-1', type: 'builtin_function', function: { name: '$web_search', arguments: FAKE_SEARCH_ARGUMENTS.slice(0, half) } }] }, null));
+      res.write(event({ tool_calls: [{ index: 0, function: { arguments: FAKE_SEARCH_ARGUMENTS.slice(half) } }] }, null));
+      res.write(event({}, 'tool_calls'));
+      record.completed = true;
+      res.end('data: [DONE]\n\n');
+      notify();
+      return;
+    }
     for (const part of parts) {
       if (b.chunkDelayMs) await sleep(b.chunkDelayMs, gone.signal);
       if (gone.signal.aborted) return;
@@ -192,8 +243,13 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
     url,
     baseUrl: `${url}${prefix}`,
     set: (next) => void (behaviour = { ...next }),
-    requests: () => records.map((r) => ({ ...r, messages: r.messages.map((m) => ({ ...m })) })),
-    clearRequests: () => void records.splice(0),
+    enqueue: (...next) => void queued.push(...next.map((b) => ({ ...b }))),
+    requests: () => records.map((r) => ({ ...r, messages: r.messages.map((m) => ({ ...m })), body: structuredClone(r.body) })),
+    maxInFlight: () => maxInFlight,
+    clearRequests: () => {
+      records.splice(0);
+      maxInFlight = inFlight;
+    },
     waitForRequests: (n, timeoutMs = 10000) => waitUntil(() => (records.length >= n ? records.slice() : undefined), timeoutMs, `${n} requests`),
     waitForAbort: (index, timeoutMs = 10000) => waitUntil(() => (records[index]?.clientAborted ? records[index] : undefined), timeoutMs, `abort of request ${index}`),
     async close() {
