@@ -17,6 +17,8 @@ import { createChatTool } from './tools/chat';
 import { Providers } from './tools/providers';
 import { createThreadsTool } from './tools/threads';
 import { ToolRegistry } from './tools/registry';
+import { createMcpEndpoint } from './mcp/endpoint';
+import { isLoopbackHost } from './net';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { loadTls, type LoadedTls } from './transport/tls';
 import { VERSION } from './version';
@@ -99,6 +101,19 @@ async function main(): Promise<void> {
     }
   }
 
+  // One registry, two transports: the WebSocket protocol and MCP on /mcp serve the same tools.
+  const tools = new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store));
+  const mcp = createMcpEndpoint({ verifier, store, tools, log }, {
+    mode: config.mode,
+    daemonId: config.daemonId,
+    sessionTimeoutSec: config.sessionTimeoutSec,
+    heartbeatSec: config.heartbeatSec,
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    maxInflight: config.maxInflightPerConnection,
+    maxBodyBytes: config.maxPayloadBytes,
+    loopbackOnly: isLoopbackHost(config.host) && !tls && !config.behindProxy,
+    resource: { supabaseUrl: config.supabaseUrl?.trim().replace(/\/+$/, '') ?? null, https: tls !== null || config.behindProxy },
+  });
   const server = createDaemonServer(
     {
       options: {
@@ -112,10 +127,10 @@ async function main(): Promise<void> {
       },
       verifier,
       store,
-      tools: new ToolRegistry().register(...builtinTools, createChatTool({ providers, threads: store }), createThreadsTool(store)),
+      tools,
       log,
     },
-    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy },
+    { maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy, mcp },
   );
   if (tls) {
     log.info('TLS: serving HTTPS and WSS', { cert: config.tls!.certFile, subject: tls.subject, valid_to: tls.validTo.toISOString() });

@@ -71,6 +71,9 @@ export function createChatTool(deps: ChatToolDeps) {
 
   return defineTool({
     name: 'chat',
+    title: 'Ask a model',
+    // It calls a provider on the internet and stores the turn in the caller's conversation (adds, never overwrites).
+    annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     description:
       'Asks a language model (GLM, Kimi or the daemon\'s OpenAI-compatible endpoint) and returns its answer, streamed as progress. ' +
       'The answer ends with a continuation_id line: pass it back as continuation_id to continue the same conversation (your own conversations only).',

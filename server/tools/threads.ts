@@ -7,6 +7,8 @@ import { defineTool, ToolError } from './registry';
 export function createThreadsTool(threads: ThreadStore) {
   return defineTool({
     name: 'threads',
+    title: 'My conversations',
+    annotations: { readOnlyHint: true, openWorldHint: false },
     description: "Lists the caller's own chat conversations, newest first: each id is a continuation_id for the chat tool.",
     input: z.object({}).strict(),
     async run(_args, ctx) {
