@@ -13,7 +13,7 @@ import { isJSONRPCRequest, type JSONRPCMessage, type RequestId } from '@modelcon
 import type { Identity } from '../auth/identity';
 import type { Logger } from '../log';
 import { ErrorCode } from '../protocol';
-import type { FinalStatus, SessionLease } from '../sessions/lease';
+import { EXPIRING_NOTICE_SEC, type FinalStatus, type SessionLease } from '../sessions/lease';
 import type { SessionStore } from '../sessions/store';
 import type { ToolOutcome, ToolRegistry } from '../tools/registry';
 import { createMcpServer, type McpToolCall } from './server';
@@ -46,6 +46,8 @@ export class McpSession {
   /** The daemon is shutting down: no new calls. */
   private draining = false;
   private closing: Promise<void> | null = null;
+  /** The token expires soon: told on the server stream, and again when the client opens a new one. */
+  private expiringNotice: string | null = null;
 
   private constructor(
     readonly lease: SessionLease,
@@ -70,7 +72,10 @@ export class McpSession {
     await session.server.connect(session.transport);
     lease.start({
       inflight: () => session.calls.size,
-      expiring: (exp) => session.notify('warning', `Your sign-in expires at ${new Date(exp * 1000).toISOString()}. Send the next request with a refreshed access token to keep this MCP session; otherwise it ends then and the next request gets 404 (initialize again with a fresh token).`),
+      expiring: (exp) => {
+        session.expiringNotice = `Your sign-in expires at ${new Date(exp * 1000).toISOString()}. Send the next request with a refreshed access token to keep this MCP session; otherwise it ends then and the next request gets 404 (initialize again with a fresh token).`;
+        session.notify('warning', session.expiringNotice);
+      },
       expired: () => void session.endAfterCalls(),
       idle: (idleSeconds) => {
         deps.log.info('idle timeout', { idle_s: idleSeconds });
@@ -105,14 +110,19 @@ export class McpSession {
 
   /** False for another user's token (which changes nothing); true when the request may go on. */
   renew(identity: Identity): boolean {
-    return this.lease.renew(identity);
+    if (!this.lease.renew(identity)) return false;
+    if (this.expiringNotice && !this.lease.expiresWithin(EXPIRING_NOTICE_SEC)) this.expiringNotice = null;
+    return true;
   }
 
   /** Hands one authenticated request of this session's user to the transport. */
   async handle(req: http.IncomingMessage, res: http.ServerResponse, body: JSONRPCMessage | undefined): Promise<void> {
     // Keep-alive pings are not activity: a client that only pings still times out when idle.
     if (!(body && isJSONRPCRequest(body) && body.method === 'ping')) this.lease.activity();
-    await this.transport.handleRequest(req, res, body);
+    const handled = this.transport.handleRequest(req, res, body);
+    // A notice sent while the client had no server stream open (GET) is repeated on the new one.
+    if (req.method === 'GET' && this.expiringNotice) setImmediate(() => this.notify('warning', this.expiringNotice!));
+    await handled;
   }
 
   /** A notifications/message to the client's server stream (GET), subject to its logging/setLevel. */

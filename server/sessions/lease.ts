@@ -126,6 +126,12 @@ export class SessionLease {
     return true;
   }
 
+  /** True when the identity's token expires within `seconds` from now. */
+  expiresWithin(seconds: number): boolean {
+    const exp = this.current?.expiresAt;
+    return exp != null && exp * 1000 <= Date.now() + seconds * 1000;
+  }
+
   /** True when the identity's token has expired (the expiry hook may be a moment late). */
   expiredNow(): boolean {
     const exp = this.current?.expiresAt;

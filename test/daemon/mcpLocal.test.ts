@@ -274,11 +274,14 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
   it('bounds requests: 413 over 4 MiB, no batches, no ids over 128 characters, POST/GET/DELETE only', async function () {
     const c = await connect();
     const session = { ...bearer(), 'mcp-session-id': c.sessionId };
-    const huge = await rawMcp(daemon.port, {
-      body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(4 * 1024 * 1024 + 10) } } },
-      headers: session,
-    });
-    assert.equal(huge.status, 413);
+    const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x'.repeat(4 * 1024 * 1024 + 10) } } });
+    // Declared too long: refused before a byte of the body is read.
+    const declared = await rawMcp(daemon.port, { body: '{', headers: { ...session, 'content-length': String(huge.length) }, holdOpen: true });
+    assert.equal(declared.status, 413);
+    assert.match(declared.json.error.message, /at most 4194304 bytes/);
+    // Sent without a length (chunked): refused once more than the bound has arrived.
+    const streamed = await rawMcp(daemon.port, { body: huge, headers: { ...session, 'transfer-encoding': 'chunked' }, holdOpen: true });
+    assert.equal(streamed.status, 413);
     const batch = await rawMcp(daemon.port, { body: [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'ping' }], headers: session });
     assert.equal(batch.status, 400);
     assert.match(batch.json.error.message, /batches/);

@@ -69,6 +69,11 @@ export interface RawRequest {
   body?: unknown;
   /** Stop reading an SSE body after this long (default 5 s) and return what arrived. */
   readMs?: number;
+  /**
+   * Write the body but never end the request (for answers that come before the body is complete,
+   * like 413): ending it after the daemon closed the socket would fail with EPIPE instead.
+   */
+  holdOpen?: boolean;
 }
 
 /** One HTTP request to the daemon on 127.0.0.1; Host, Origin and everything else as given. */
@@ -104,7 +109,8 @@ export function rawMcp(port: number, req: RawRequest = {}): Promise<RawAnswer> {
     });
     r.on('timeout', () => r.destroy(new Error('request timed out')));
     r.on('error', reject);
-    r.end(body);
+    if (req.holdOpen) r.write(body ?? '');
+    else r.end(body);
   });
 }
 
