@@ -14,9 +14,10 @@ import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { mcpConnect, rawInitialize, rawMcp, initializeBody, withTimeout, type McpTestClient } from '../helpers/mcp';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import {
-  JAZEEL, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, unsignedToken,
+  JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, unsignedToken,
   type JwksServer, type MintOptions,
 } from '../helpers/tokens';
+import { startPostgrest } from '../postgrest/server';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
 const LEGACY_SECRET = 'legacy-project-jwt-secret-at-least-32-characters';
@@ -351,5 +352,61 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     const home = await rawMcp(main.port, { body: { jsonrpc: '2.0', id: 2, method: 'tools/list' }, headers: { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId } });
     assert.equal(home.status, 200);
     await rawMcp(main.port, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId } });
+  });
+});
+
+describe('MCP sessions through the Supabase Data API (SUPABASE_ANON_KEY, each user\'s own token)', function () {
+  this.timeout(30000);
+  let db: TestDatabase;
+  let jwks: JwksServer;
+  let gateway: Awaited<ReturnType<typeof startPostgrest>>;
+  let daemon: RunningDaemon;
+  const clients: McpTestClient[] = [];
+
+  before(async function () {
+    [db, jwks] = await Promise.all([createTestDatabase(), startJwksServer()]);
+    await db.addUser(JAZEEL.id, JAZEEL.email);
+    const [anonKey, serviceRoleKey] = await Promise.all([mintAnonKey(LEGACY_SECRET), mintServiceRoleKey(LEGACY_SECRET)]);
+    gateway = await startPostgrest({ databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, serviceRoleKey, authUpstream: jwks.url });
+    daemon = await startDaemon({
+      env: {
+        MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: gateway.url, SUPABASE_ANON_KEY: anonKey, DATABASE_URL: undefined, SUPABASE_JWT_SECRET: undefined,
+        EXAI_DAEMON_ID: 'mcp-data-api', EXAI_HEARTBEAT_SECONDS: '1', MCP_SESSION_TIMEOUT: undefined, MCP_MAX_CONNECTIONS_PER_USER: undefined,
+      },
+    });
+  });
+
+  after(async function () {
+    this.timeout(20000);
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+    try {
+      if (daemon) assert.equal(await withTimeout(daemon.stop(), 15000, 'stop'), 0);
+    } finally {
+      await daemon?.kill9();
+      await Promise.all([gateway?.close(), jwks?.close()]);
+      await db?.drop();
+    }
+  });
+
+  it("claims, renews and ends the row with the session's freshest token", async function () {
+    const issuer = `${gateway.url}/auth/v1`;
+    const first = await mintAccessToken({ key: jwks.keys.es256, issuer, user: JAZEEL, expiresInSec: 3 });
+    const c = await mcpConnect(daemon.port, first);
+    clients.push(c);
+    const rowOf = async () => (await db.query('select connection_status from public.mcp_sessions where session_id = $1', [c.sessionId]))[0];
+    assert.equal((await rowOf())?.connection_status, 'connected');
+    const claim = gateway.requests().find((r) => r.fn === 'mcp_claim_session');
+    assert.equal(claim?.bearer, first, "the row was claimed with the user's own token");
+
+    const fresh = await mintAccessToken({ key: jwks.keys.es256, issuer, user: JAZEEL, expiresInSec: 3600 });
+    c.setToken(fresh);
+    assert.deepEqual(await c.client.ping(), {});
+    // Past the first token's exp: heartbeats go on with the fresh token, and the session with them.
+    await sleep(Math.max(0, decodeJwt(first).exp! * 1000 + 1500 - Date.now()));
+    await waitFor(async () => gateway.requests().some((r) => r.fn === 'mcp_touch_session' && r.bearer === fresh && r.status === 200), 5000, 'a heartbeat with the fresh token');
+    assert.equal(jsonOf(await c.client.callTool({ name: 'whoami', arguments: {} })).token_expires_at, decodeJwt(fresh).exp);
+    await c.transport.terminateSession();
+    assert.equal((await rowOf())?.connection_status, 'disconnected');
+    assert.equal(gateway.requests().filter((r) => r.fn === 'mcp_close_session').at(-1)?.bearer, fresh);
   });
 });
