@@ -93,7 +93,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
   async function serveMcp(req: http.IncomingMessage, res: http.ServerResponse, query: string): Promise<void> {
     const rebinding = checkRebinding(req, opts.loopbackOnly);
     if (rebinding) throw new Refused(rebinding.status, rebinding.message, rebinding.status === 421 ? 'misdirected_request' : 'origin_refused');
-    if (/(^|&)access_token=/.test(query)) {
+    if (tokenInQuery(query)) {
       throw new Refused(400, 'Send the access token in the Authorization header (Bearer); a token in the URL is refused, because URLs end up in logs and browser history.', 'token_in_query',
         { 'www-authenticate': wwwAuthenticate(req, opts.resource, { code: 'invalid_request', description: 'The access token must be sent in the Authorization header, not in the URL.' }) });
     }
@@ -264,6 +264,15 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
       await Promise.all([...sessions.values()].map((s) => s.close('disconnected', 'daemon shutting down')));
     },
   };
+}
+
+/** RFC 6750's `access_token` parameter, or any value that is a JWT (`eyJ….….…`), however it is named. */
+function tokenInQuery(query: string): boolean {
+  if (query === '') return false;
+  const params = new URLSearchParams(query);
+  if (params.has('access_token')) return true;
+  for (const value of params.values()) if (/^eyJ[\w-]*\.[\w-]*\.[\w-]*$/.test(value)) return true;
+  return false;
 }
 
 function sessionNotFound(): Refused {

@@ -18,8 +18,13 @@ export interface ResourceOptions {
   https: boolean;
 }
 
+/** A Host header that is a plain name or IP literal (with a port); anything else never reaches a URL or header. */
+const SAFE_HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i;
+
 function origin(req: http.IncomingMessage, opts: ResourceOptions): string {
-  const host = req.headers.host ?? `${req.socket.localAddress?.includes(':') ? `[${req.socket.localAddress}]` : req.socket.localAddress}:${req.socket.localPort}`;
+  const header = req.headers.host;
+  const local = req.socket.localAddress ?? '127.0.0.1';
+  const host = header !== undefined && SAFE_HOST.test(header) ? header : `${local.includes(':') ? `[${local}]` : local}:${req.socket.localPort}`;
   return `${opts.https ? 'https' : 'http'}://${host}`;
 }
 

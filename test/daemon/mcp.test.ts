@@ -10,13 +10,14 @@ import crypto from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { helloClient, type TestClient } from '../helpers/client';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
 import { mcpConnect, rawInitialize, rawMcp, initializeBody, withTimeout, type McpTestClient } from '../helpers/mcp';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import {
   JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, unsignedToken,
   type JwksServer, type MintOptions,
 } from '../helpers/tokens';
+import { makeCert } from '../helpers/tlsCert';
 import { startPostgrest } from '../postgrest/server';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
@@ -285,6 +286,26 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     }
     const viaLocalhost = await rawMcp(main.port, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp', headers: { host: `localhost:${main.port}` } });
     assert.equal(viaLocalhost.json.resource, `http://localhost:${main.port}/mcp`, 'named as the client reached it');
+  });
+
+  it('serves /mcp over TLS on the same port: https metadata and challenge; a hosted daemon refuses any Origin and names itself by Host', async function () {
+    const cert = makeCert(tempDir('mcp-tls'), 'mcp');
+    const d = await startDaemon({ env: env('mcp-tls'), args: ['--tls-cert', cert.cert, '--tls-key', cert.key] });
+    extra.push(d);
+    const token = await mint({ user: JAZEEL });
+    const init = await rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}` }, ca: cert.pem });
+    assert.equal(init.status, 200, init.text);
+    const sessionId = String(init.headers['mcp-session-id']);
+    assert.equal(await statusOf(sessionId), 'connected');
+    const none = await rawMcp(d.port, { body: initializeBody(), ca: cert.pem });
+    assert.equal(none.headers['www-authenticate'], `Bearer resource_metadata="https://127.0.0.1:${d.port}/.well-known/oauth-protected-resource/mcp"`);
+    const meta = await rawMcp(d.port, { method: 'GET', path: '/.well-known/oauth-protected-resource', headers: { host: 'exai.example.com' }, ca: cert.pem });
+    assert.equal(meta.json.resource, 'https://exai.example.com/mcp');
+    const fromPage = await rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}`, origin: `https://localhost:${d.port}` }, ca: cert.pem });
+    assert.equal(fromPage.status, 403, 'no browser origin drives a hosted daemon');
+    await assert.rejects(rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}` } }), 'plain http to the TLS port fails');
+    await rawMcp(d.port, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId }, ca: cert.pem });
+    assert.equal(await statusOf(sessionId), 'disconnected');
   });
 
   it('a fresh token of the same user continues the session past the first token’s expiry', async function () {

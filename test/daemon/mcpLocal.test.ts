@@ -264,6 +264,8 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     assert.equal(query.status, 400);
     assert.match(query.json.error.message, /Authorization header/);
     assert.match(String(query.headers['www-authenticate']), /error="invalid_request"/);
+    const jwtAnyName = await rawMcp(daemon.port, { path: '/mcp?t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', body: initializeBody(), headers: bearer() });
+    assert.equal(jwtAnyName.status, 400, 'a JWT in the query string, whatever its name');
 
     // Local mode has no authorization server to name.
     const meta = await rawMcp(daemon.port, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp' });
@@ -334,6 +336,18 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     assert.match(textOf(late), /shutting down and cancelled this echo call/);
     assert.equal((late._meta as any)['exai/error_code'], 'shutting_down');
     assert.equal(await withTimeout(d.exited, 15000, 'exit'), 0);
+  });
+
+  it('keeps a daemon that exits when unused running while an MCP session is open', async function () {
+    const d = await startDaemon({ env: { ...CLEAN_ENV, EXAI_IDLE_EXIT_SECONDS: '1' } });
+    extra.push(d);
+    const c = await mcpConnect(d.port, secretOf(d));
+    mcpClients.push(c);
+    await sleep(2500);
+    assert.equal(d.proc.exitCode, null, 'still running with an MCP session open');
+    assert.deepEqual(await c.client.ping(), {});
+    await c.transport.terminateSession();
+    assert.equal(await withTimeout(d.exited, 10_000, 'exit once unused'), 0);
   });
 
   it('reports a 404 to the SDK client for a session this daemon does not hold', async function () {

@@ -4,6 +4,7 @@
 //   - rawMcp(): one hand-made HTTP request (any Host, Origin, method or body), its answer parsed
 //     (JSON, or the JSON-RPC messages of an SSE body). Every wait is bounded.
 import http from 'node:http';
+import https from 'node:https';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LoggingMessageNotificationSchema, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
@@ -74,6 +75,8 @@ export interface RawRequest {
    * like 413): ending it after the daemon closed the socket would fail with EPIPE instead.
    */
   holdOpen?: boolean;
+  /** Speak https, trusting this CA certificate. */
+  ca?: Buffer;
 }
 
 /** One HTTP request to the daemon on 127.0.0.1; Host, Origin and everything else as given. */
@@ -84,7 +87,9 @@ export function rawMcp(port: number, req: RawRequest = {}): Promise<RawAnswer> {
     ...req.headers,
   };
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port, method: req.method ?? 'POST', path: req.path ?? '/mcp', headers, timeout: 10_000 }, (res) => {
+    const options = { host: '127.0.0.1', port, method: req.method ?? 'POST', path: req.path ?? '/mcp', headers, timeout: 10_000 };
+    const r = (req.ca ? https.request({ ...options, ca: req.ca, servername: 'localhost' }, onAnswer) : http.request(options, onAnswer));
+    function onAnswer(res: http.IncomingMessage) {
       let text = '';
       const timer = setTimeout(() => res.destroy(), req.readMs ?? 5000);
       const done = () => {
@@ -106,7 +111,7 @@ export function rawMcp(port: number, req: RawRequest = {}): Promise<RawAnswer> {
       });
       res.on('end', done);
       res.on('close', done);
-    });
+    }
     r.on('timeout', () => r.destroy(new Error('request timed out')));
     r.on('error', reject);
     if (req.holdOpen) r.write(body ?? '');
