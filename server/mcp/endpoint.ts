@@ -172,12 +172,18 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
       await lease.end('disconnected');
       throw new Refused(503, 'The daemon is shutting down; start the session on another daemon (or again once it has restarted).', ErrorCode.shuttingDown);
     }
-    const session = await McpSession.open(lease, { tools: deps.tools, store: deps.store, mode: opts.mode, maxInflight: opts.maxInflight, log: sessionLog }, (s) => {
-      if (sessions.get(s.id) === s) {
-        sessions.delete(s.id);
-        changed();
-      }
-    });
+    let session: McpSession;
+    try {
+      session = await McpSession.open(lease, { tools: deps.tools, store: deps.store, mode: opts.mode, maxInflight: opts.maxInflight, log: sessionLog }, (s) => {
+        if (sessions.get(s.id) === s) {
+          sessions.delete(s.id);
+          changed();
+        }
+      });
+    } catch (err) {
+      await lease.end('disconnected'); // never leave a claimed row `connected`
+      throw err;
+    }
     sessions.set(id, session);
     changed();
     sessionLog.info('mcp session opened', { user: identity.userId, expires_at: identity.expiresAt, client: clientInfo.name.slice(0, MAX_CLIENT_NAME) });
@@ -297,6 +303,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<string> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
+    req.on('close', () => reject(new Refused(400, 'The request body was cut off before its end.', 'invalid_request')));
   });
 }
 
@@ -306,6 +313,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<string> {
  * connection is closed afterwards rather than reading an unauthenticated body to its end.
  */
 function refuse(req: http.IncomingMessage, res: http.ServerResponse, refusal: Refused): void {
+  if (res.destroyed) return;
   if (res.headersSent) return void res.end();
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...refusal.headers };
   if (!req.complete) headers.connection = 'close';
