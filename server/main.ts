@@ -17,6 +17,8 @@ import { builtinTools } from './tools/builtin';
 import { createModelTools } from './tools/family';
 import { Providers } from './tools/providers';
 import { ToolRegistry } from './tools/registry';
+import { createMcpEndpoint } from './mcp/endpoint';
+import { isLoopbackHost } from './net';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { ResultBudget } from './transport/recentResults';
 import { loadTls, type LoadedTls } from './transport/tls';
@@ -104,6 +106,19 @@ async function main(): Promise<void> {
     }
   }
 
+  // One registry, two transports: the WebSocket protocol and MCP on /mcp serve the same tools.
+  const tools = new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files }));
+  const mcp = createMcpEndpoint({ verifier, store, tools, log }, {
+    mode: config.mode,
+    daemonId: config.daemonId,
+    sessionTimeoutSec: config.sessionTimeoutSec,
+    heartbeatSec: config.heartbeatSec,
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    maxInflight: config.maxInflightPerConnection,
+    maxBodyBytes: config.maxPayloadBytes,
+    loopbackOnly: isLoopbackHost(config.host) && !tls && !config.behindProxy,
+    resource: { supabaseUrl: config.supabaseUrl?.trim().replace(/\/+$/, '') ?? null, https: tls !== null || config.behindProxy },
+  });
   const server = createDaemonServer(
     {
       options: {
@@ -120,12 +135,12 @@ async function main(): Promise<void> {
       verifier,
       store,
       endings,
-      tools: new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files })),
+      tools,
       log,
     },
     {
       maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy, publicHosts: config.publicHosts,
-      maxUnauthenticated: config.maxUnauthenticated, maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress,
+      maxUnauthenticated: config.maxUnauthenticated, maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress, mcp,
     },
   );
   if (tls) {

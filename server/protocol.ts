@@ -130,10 +130,26 @@ export type AuthAck =
   | { op: 'auth_ack'; request_id: string; ok: true; expires_at: number | null }
   | { op: 'auth_ack'; request_id: string; ok: false; error: WireError };
 
+/** Hints about a tool's behaviour (MCP's ToolAnnotations): clients may use them, never trust them. */
+export interface ToolAnnotations {
+  /** The tool changes nothing (it only reads). */
+  readOnlyHint?: boolean;
+  /** Not read-only: it may destroy or overwrite something (false: it only adds). */
+  destructiveHint?: boolean;
+  /** Calling it again with the same arguments has no further effect. */
+  idempotentHint?: boolean;
+  /** It reaches outside the daemon (e.g. a model provider on the internet). */
+  openWorldHint?: boolean;
+}
+
+/** A tool as both transports list it (list_tools_res here, tools/list on /mcp): one definition, server/tools/registry.ts. */
 export interface ToolDescription {
   name: string;
+  /** A short human-readable name, for menus. */
+  title: string;
   description: string;
   inputSchema: Record<string, unknown>;
+  annotations?: ToolAnnotations;
 }
 
 export interface TextOutput {
@@ -164,7 +180,11 @@ export interface HealthBody {
   version: string;
   mode: 'local' | 'supabase';
   uptime_s: number;
+  /** Live WebSocket connections. */
   connections: number;
+  /** Live MCP sessions on /mcp. */
+  mcp_sessions: number;
+  /** Distinct users over both. */
   users: number;
 }
 

@@ -53,7 +53,10 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
     if (active >= maxPerUser) return { ok: false, active };
     const now = new Date().toISOString();
     // Only the daemon's own keys are kept, as mcp_claim_session does.
-    const kept = { daemon_id: metadata.daemon_id, instance: metadata.instance ?? null, client_version: metadata.client_version ?? null, pid: metadata.pid ?? null };
+    const kept = {
+      daemon_id: metadata.daemon_id, instance: metadata.instance ?? null, client_version: metadata.client_version ?? null, pid: metadata.pid ?? null,
+      transport: metadata.transport ?? 'websocket', client_name: metadata.client_name ?? null,
+    };
     this.rows.set(sessionId, { user_id: caller.userId, session_id: sessionId, created_at: now, last_active: now, connection_status: 'connected', metadata: kept });
     return { ok: true };
   }

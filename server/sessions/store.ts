@@ -21,7 +21,10 @@ export interface SessionMetadata {
   instance: string | null;
   client_version: string | null;
   pid: number;
-  [key: string]: unknown;
+  /** Absent: 'websocket'. */
+  transport?: 'websocket' | 'mcp';
+  /** An MCP client's name (clientInfo.name, at most 64 characters). */
+  client_name?: string | null;
 }
 
 export type ClaimResult = { ok: true } | { ok: false; active: number };

@@ -9,6 +9,8 @@ const json = (value: unknown) => JSON.stringify(value, null, 2);
 
 export const whoami = defineTool({
   name: 'whoami',
+  title: 'Who am I',
+  annotations: { readOnlyHint: true, openWorldHint: false },
   description: 'Shows the user this connection is signed in as, its session id and when its token expires.',
   input: z.object({}).strict(),
   async run(_args, ctx) {
@@ -25,6 +27,8 @@ export const whoami = defineTool({
 
 export const sessions = defineTool({
   name: 'sessions',
+  title: 'My sessions',
+  annotations: { readOnlyHint: true, openWorldHint: false },
   description: "Lists the caller's own daemon sessions (other users' sessions are never visible).",
   input: z.object({}).strict(),
   async run(_args, ctx) {
@@ -35,6 +39,8 @@ export const sessions = defineTool({
 
 export const echo = defineTool({
   name: 'echo',
+  title: 'Echo',
+  annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
   description: 'Returns the text it is given, optionally after a delay (cancellable).',
   input: z
     .object({
@@ -53,6 +59,8 @@ export const echo = defineTool({
 
 export const version = defineTool({
   name: 'version',
+  title: 'Daemon version',
+  annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
   description: 'Shows the daemon version, wire protocol version, Node.js version and mode.',
   input: z.object({}).strict(),
   async run(_args, ctx) {

@@ -5,6 +5,7 @@ import systemPrompt from './prompts/challenge.md';
 
 export const createChallengeTool = (engine: ChatEngine) => defineModelTool({
   name: 'challenge',
+  title: 'Challenge a claim',
   description:
     'Has a second model critically test a statement instead of agreeing with it: a claim, a decision, your own reasoning, or a user\'s objection to your work. ' +
     'It examines the reasoning and evidence, looks for counter-examples, and gives a plain verdict (holds, holds with caveats, does not hold). ' +

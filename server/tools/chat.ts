@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { defineTool } from './registry';
 import type { ChatEngine } from './engine/chatEngine';
-import { featureArguments, modelArguments, promptArgument, turnOf } from './engine/modelTool';
+import { MODEL_TOOL_ANNOTATIONS, featureArguments, modelArguments, promptArgument, turnOf } from './engine/modelTool';
 
 export { HISTORY_CHAR_BUDGET, HISTORY_TURNS, boundHistory } from './engine/chatEngine';
 export { MAX_PROMPT_CHARS } from './engine/modelTool';
@@ -14,6 +14,8 @@ export const MAX_SYSTEM_CHARS = 20_000;
 export function createChatTool(engine: ChatEngine) {
   return defineTool({
     name: 'chat',
+    title: 'Ask a model',
+    annotations: MODEL_TOOL_ANNOTATIONS,
     description:
       'Asks a language model (GLM, Kimi or the daemon\'s OpenAI-compatible endpoint) a question and returns its answer, streamed as progress: ' +
       'brainstorming, explanations, a second opinion, with optional files to read. For a focused job prefer thinkdeep (hard reasoning), codereview, debug, planner, challenge or consensus. ' +

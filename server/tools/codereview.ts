@@ -5,6 +5,7 @@ import systemPrompt from './prompts/codereview.md';
 
 export const createCodeReviewTool = (engine: ChatEngine) => defineModelTool({
   name: 'codereview',
+  title: 'Review code',
   description:
     'Code review by a second model of the files you send: bugs, security problems, performance, maintainability and style, ' +
     'each finding with severity, location and a concrete fix, then the top three things to fix. ' +

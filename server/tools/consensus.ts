@@ -5,7 +5,7 @@
 // (providers.ts), which every other model call shares.
 import { z } from 'zod';
 import type { ChatEngine } from './engine/chatEngine';
-import { modelArguments, promptArgument } from './engine/modelTool';
+import { MODEL_TOOL_ANNOTATIONS, modelArguments, promptArgument } from './engine/modelTool';
 import type { ChatMessage, ResolvedModel } from './providers';
 import { defineTool, ToolError, type ToolContext } from './registry';
 import answerPrompt from './prompts/consensus.md';
@@ -28,6 +28,8 @@ type Outcome = { model: string; ok: true; answer: string } | { model: string; ok
 export function createConsensusTool(engine: ChatEngine) {
   return defineTool({
     name: 'consensus',
+    title: 'Ask several models',
+    annotations: MODEL_TOOL_ANNOTATIONS,
     description:
       `Asks the same question to ${MIN_CONSENSUS_MODELS}-${MAX_CONSENSUS_MODELS} different models in parallel, then has one model synthesise their answers: ` +
       'where they agree, where they differ and why, and a recommendation. Each answer is sent as progress as soon as it lands; a model that fails is reported by name while the others still answer. ' +

@@ -5,6 +5,7 @@ import systemPrompt from './prompts/debug.md';
 
 export const createDebugTool = (engine: ChatEngine) => defineModelTool({
   name: 'debug',
+  title: 'Debug a problem',
   description:
     'Root-cause analysis of a bug by a second model. Describe the symptom (error messages, logs, stack traces, what you already tried) and send the relevant files; ' +
     'it ranks the likely causes, says how to confirm or rule out each, points at the code, and proposes the smallest real fix with a test. ' +

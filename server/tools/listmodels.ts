@@ -11,6 +11,9 @@ const FEATURE_ARGUMENT = { thinking: 'thinking', webSearch: 'web_search' } as co
 export function createListModelsTool(providers: Providers) {
   return defineTool({
     name: 'listmodels',
+    title: 'List models',
+    // Reads each provider's /models; changes nothing.
+    annotations: { readOnlyHint: true, openWorldHint: true },
     description:
       'Lists the models this daemon can use, per provider (its custom OpenAI-compatible endpoint, Kimi/Moonshot, GLM/Z.ai): the models each serves, ' +
       'which model is the default, which features (thinking, web_search) each offers, and for a provider that is not configured, how to configure it. ' +

@@ -1,29 +1,33 @@
 // Tools by name: each has a zod input schema (published to clients as JSON Schema) and a run()
 // that receives validated arguments, a context (who is calling) and an AbortSignal for cancel.
-// Tools never see a socket.
+// Tools never see a socket. This is the one definition both transports serve: the WebSocket
+// protocol (transport/connection.ts) and MCP on /mcp (mcp/server.ts) list and call these.
 import { z } from 'zod';
 import type { Identity } from '../auth/identity';
 import type { Logger } from '../log';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
-import { ErrorCode, shortened, type TextOutput, type ToolDescription, type WireError } from '../protocol';
+import { ErrorCode, shortened, type TextOutput, type ToolAnnotations, type ToolDescription, type WireError } from '../protocol';
 
 export interface ToolContext {
   identity: Identity;
-  /** This connection's mcp_sessions.session_id. */
+  /** This connection's (or MCP session's) mcp_sessions.session_id. */
   sessionId: string;
   instance: string | null;
   mode: 'local' | 'supabase';
   store: SessionStore;
   log: Logger;
   signal: AbortSignal;
-  /** Sends a `progress` frame for this call. */
+  /** Reports progress: a `progress` frame, or an MCP progress notification when the caller sent a progress token. */
   progress(message: string): void;
 }
 
 export interface Tool<Input extends z.ZodType = z.ZodType> {
   name: string;
+  /** A short human-readable name (MCP `title`), e.g. for a menu. */
+  title: string;
   description: string;
   input: Input;
+  annotations?: ToolAnnotations;
   run(args: z.infer<Input>, ctx: ToolContext): Promise<string | TextOutput[]>;
 }
 
@@ -60,8 +64,10 @@ export class ToolRegistry {
   list(): ToolDescription[] {
     this.described ??= [...this.tools.values()].map((t) => ({
       name: t.name,
+      title: t.title,
       description: t.description,
       inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+      ...(t.annotations ? { annotations: { ...t.annotations } } : {}),
     }));
     return this.described;
   }

@@ -5,6 +5,7 @@ import systemPrompt from './prompts/thinkdeep.md';
 
 export const createThinkDeepTool = (engine: ChatEngine) => defineModelTool({
   name: 'thinkdeep',
+  title: 'Think deeply',
   description:
     'Extended, step-by-step reasoning by a second model on a hard problem. Send your current analysis, hypotheses and the relevant files; ' +
     'it checks each assumption, finds gaps, edge cases and risks, weighs alternatives and ends with concrete next steps. ' +

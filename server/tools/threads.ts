@@ -7,6 +7,8 @@ import { defineTool, ToolError } from './registry';
 export function createThreadsTool(threads: ThreadStore) {
   return defineTool({
     name: 'threads',
+    title: 'My conversations',
+    annotations: { readOnlyHint: true, openWorldHint: false },
     description: "Lists the caller's own conversations with the model tools, newest first, with their titles and sizes: each id is a continuation_id to pass to chat, thinkdeep, codereview, debug, planner, challenge or consensus.",
     input: z.object({}).strict(),
     async run(_args, ctx) {

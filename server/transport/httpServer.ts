@@ -1,4 +1,5 @@
-// One port serves both: GET /health (counts only) and the WebSocket endpoint at `/` — over plain
+// One port serves them all: GET /health (counts only), the WebSocket endpoint at `/`, and MCP
+// Streamable HTTP at `/mcp` with its OAuth metadata (server/mcp/endpoint.ts) — over plain
 // HTTP + WS, or over HTTPS + WSS when the daemon has its own certificate (--tls-cert/--tls-key).
 // Browser pages are refused at the upgrade (any Origin header -> 403): a web page must never be
 // able to drive a daemon that holds a user's identity. Model: ws's lib/websocket-server.js.
@@ -12,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { LogBudget } from '../log';
 import { CloseCode, type HealthBody } from '../protocol';
+import type { McpEndpoint } from '../mcp/endpoint';
 import { VERSION } from '../version';
 import { Connection, type ConnectionDeps } from './connection';
 import { MISDIRECTED, checkHost, hostName, isAllowedHost, misdirectedMessage, type PublicHosts } from './hostCheck';
@@ -42,7 +44,7 @@ export interface DaemonServer {
   closeNow(boundMs: number): Promise<void>;
   /** TLS only: serves this certificate and key to new connections from now on. */
   setCertificate(cert: Buffer, key: Buffer): void;
-  /** Called whenever the number of open connections changes. */
+  /** Called whenever the number of open connections (WebSocket connections and MCP sessions) changes. */
   onConnectionCountChange(listener: (count: number) => void): void;
 }
 
@@ -58,6 +60,8 @@ export interface DaemonServerOptions {
   /** Sockets not yet past hello_ack, at once: in all, and from one address (not applied behind a proxy, where all share the proxy's). */
   maxUnauthenticated: number;
   maxUnauthenticatedPerAddress: number;
+  /** MCP Streamable HTTP at /mcp (absent: the daemon serves no MCP). */
+  mcp?: McpEndpoint | null;
 }
 
 export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptions): DaemonServer {
@@ -74,20 +78,23 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     (e) => strangerLog.warn('closed the oldest unauthenticated socket: too many at once', { client_address: e.address, cap: e.cap, unauthenticated: e.unauthenticated }),
   );
 
+  const mcp = opts.mcp ?? null;
   const health = (): HealthBody => ({
     status: draining ? 'draining' : 'ok',
     version: VERSION,
     mode: opts.mode,
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
     connections: open.size,
-    users: new Set([...open].map((c) => c.identity?.userId)).size,
+    mcp_sessions: mcp?.count() ?? 0,
+    users: new Set([...[...open].map((c) => c.identity?.userId), ...(mcp?.userIds() ?? [])]).size,
   });
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (!checkHost(req, res, opts.publicHosts)) return logMisdirected(req); // before any route, including ones added later
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') return json(res, draining ? 503 : 200, health());
-    json(res, 404, { error: 'not_found', message: 'This is the EXAI daemon: GET /health, or a WebSocket at /.' });
+    if (mcp?.serves(path)) return mcp.handle(req, res, { strangerLog, authenticated: () => unauthenticated.authenticated(req.socket) });
+    json(res, 404, { error: 'not_found', message: `This is the EXAI daemon: GET /health, a WebSocket at /${mcp ? ', or MCP at /mcp' : ''}.` });
   };
   // Every step before hello has the hello timeout as its bound: the TLS handshake, the request's
   // headers (a half-sent upgrade), the whole request; then the hello frame itself (connection.ts).
@@ -146,8 +153,9 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
   }
 
   function changed(): void {
-    for (const listener of countListeners) listener(open.size);
+    for (const listener of countListeners) listener(open.size + (mcp?.count() ?? 0));
   }
+  mcp?.onCountChange(changed);
 
   return {
     http: server,
@@ -168,7 +176,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       draining = true;
       const deadline = Date.now() + graceMs;
       for (const c of open) c.notifyShutdown(`The daemon is shutting down; calls in flight have ${Math.round(graceMs / 1000)} s to finish. Reconnect to another daemon.`);
-      await Promise.all([...all].map((c) => c.drain(deadline)));
+      await Promise.all([...[...all].map((c) => c.drain(deadline)), mcp?.drain(deadline)]);
       server.close();
       server.closeAllConnections();
       unauthenticatedLog.flush();
@@ -179,7 +187,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       for (const c of closing) c.close(CloseCode.goingAway, 'daemon shutting down', 'disconnected');
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.all(closing.map((c) => c.finished)),
+        Promise.all([...closing.map((c) => c.finished), mcp?.closeNow()]),
         new Promise((r) => (timer = setTimeout(r, boundMs))),
       ]);
       clearTimeout(timer);

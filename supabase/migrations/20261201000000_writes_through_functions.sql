@@ -68,8 +68,9 @@ as $$ select interval '45 seconds' $$;
 --   p_session_id   a lowercase UUID (the daemon sends crypto.randomUUID());
 --   p_max_per_user clamped to 1000 (MCP_MAX_CONNECTIONS_PER_USER's maximum);
 --   p_metadata     only daemon_id (string, 1..512 chars), instance (string <= 128 or null),
---                  client_version (string <= 64 or null), pid (integer or null) are stored;
---                  other keys are dropped;
+--                  client_version (string <= 64 or null), pid (integer or null), transport
+--                  ('websocket', 'mcp' or null) and client_name (string <= 64 or null: an MCP
+--                  client's name) are stored; other keys are dropped;
 --   history        at most 50 rows per user that are not live (ended or stale) are kept: the
 --                  oldest go at each claim, so a user's rows are bounded by the ceiling + 50.
 create or replace function public.mcp_claim_session(p_session_id text, p_max_per_user int, p_metadata jsonb)
@@ -104,15 +105,20 @@ begin
      or pg_catalog.char_length(v_metadata ->> 'client_version') > 64
      or coalesce(pg_catalog.jsonb_typeof(v_metadata -> 'pid'), 'null') not in ('number', 'null')
      or (v_metadata ->> 'pid') !~ '^[0-9]{1,10}$'
+     or coalesce(v_metadata ->> 'transport', 'websocket') not in ('websocket', 'mcp')
+     or coalesce(pg_catalog.jsonb_typeof(v_metadata -> 'client_name'), 'null') not in ('string', 'null')
+     or pg_catalog.char_length(v_metadata ->> 'client_name') > 64
   then
-    raise exception 'mcp_claim_session: metadata must be {daemon_id: 1-512 chars, instance: <= 128 chars or null, client_version: <= 64 chars or null, pid: integer or null}'
+    raise exception 'mcp_claim_session: metadata must be {daemon_id: 1-512 chars, instance: <= 128 chars or null, client_version: <= 64 chars or null, pid: integer or null, transport: websocket or mcp, client_name: <= 64 chars or null}'
       using errcode = '22023';
   end if;
   v_metadata := pg_catalog.jsonb_build_object(
     'daemon_id', v_metadata -> 'daemon_id',
     'instance', coalesce(v_metadata -> 'instance', 'null'::jsonb),
     'client_version', coalesce(v_metadata -> 'client_version', 'null'::jsonb),
-    'pid', coalesce(v_metadata -> 'pid', 'null'::jsonb));
+    'pid', coalesce(v_metadata -> 'pid', 'null'::jsonb),
+    'transport', coalesce(v_metadata -> 'transport', '"websocket"'::jsonb),
+    'client_name', coalesce(v_metadata -> 'client_name', 'null'::jsonb));
 
   -- Serialize claims of one user across connections and daemons until this transaction ends, so the
   -- count below and the insert cannot interleave with another claim. (Under READ COMMITTED the count

@@ -174,7 +174,7 @@ describe('PgSessionStore (real Postgres)', function () {
     const a = await newUser();
     const sid = randomUUID();
     await store.claim(a, sid, 5, meta('d-bounds', { extra: 'x'.repeat(100_000), nested: { deep: [1, 2, 3] } }));
-    assert.deepEqual((await row(sid)).metadata, { daemon_id: 'd-bounds', instance: null, client_version: '1.2.3', pid: 4242 });
+    assert.deepEqual((await row(sid)).metadata, { daemon_id: 'd-bounds', instance: null, client_version: '1.2.3', pid: 4242, transport: 'websocket', client_name: null });
     const refusedClaims: [string, string, SessionMetadata][] = [
       ['a session id that is no UUID', 'x'.repeat(200), meta()],
       ['an upper-case UUID', randomUUID().toUpperCase(), meta()],
@@ -184,6 +184,8 @@ describe('PgSessionStore (real Postgres)', function () {
       ['a client_version of 65 characters', randomUUID(), { ...meta(), client_version: 'v'.repeat(65) }],
       ['a pid that is not an integer', randomUUID(), { ...meta(), pid: -1.5 }],
       ['an instance that is an object', randomUUID(), { ...meta(), instance: { a: 1 } as unknown as string }],
+      ['a transport other than websocket or mcp', randomUUID(), { ...meta(), transport: 'carrier-pigeon' as 'mcp' }],
+      ['a client_name of 65 characters', randomUUID(), { ...meta(), transport: 'mcp', client_name: 'n'.repeat(65) }],
     ];
     for (const [what, id, metadata] of refusedClaims) {
       await assert.rejects(store.claim(a, id, 5, metadata), (err: unknown) => (err as { code?: string }).code === '22023', what);

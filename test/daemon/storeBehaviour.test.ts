@@ -69,7 +69,7 @@ export function describeStoreBehaviour(name: string, makeHarness: () => Promise<
       assert.ok(r, 'a row');
       assert.equal(r.user_id, a.userId);
       assert.equal(r.connection_status, 'connected');
-      assert.deepEqual(r.metadata, { daemon_id: 'd-claim', instance: null, client_version: '1.2.3', pid: 4242 }, 'other keys are not stored');
+      assert.deepEqual(r.metadata, { daemon_id: 'd-claim', instance: null, client_version: '1.2.3', pid: 4242, transport: 'websocket', client_name: null }, 'other keys are not stored');
     });
 
     it('refuses a claim over the per-user limit without inserting; another user has their own budget', async function () {

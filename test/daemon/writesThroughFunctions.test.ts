@@ -134,7 +134,7 @@ describe('Writes only through the SQL functions: a signed-in user calling the Da
     const claim = await rpc(a, 'mcp_claim_session', { p_session_id: sid, p_max_per_user: 2147483647, p_metadata: { ...meta(), blob: 'x'.repeat(200_000), pid: 7 } });
     assert.deepEqual(claim, { status: 200, body: [{ claimed: true, active: 1 }] });
     const r = await sessionRow(sid);
-    assert.deepEqual(r.metadata, { daemon_id: 'direct-writes-test', instance: 'vscode-1', client_version: '1.0.0', pid: 7 }, 'only the daemon\'s keys are stored');
+    assert.deepEqual(r.metadata, { daemon_id: 'direct-writes-test', instance: 'vscode-1', client_version: '1.0.0', pid: 7, transport: 'websocket', client_name: null }, 'only the daemon\'s keys are stored');
     const [{ db_now: dbNow }] = await f.db.query('select now() as db_now');
     assert.ok(Math.abs(r.created_at.getTime() - dbNow.getTime()) < 60_000 && r.last_active.getTime() === r.created_at.getTime());
     assert.equal((await rpc(a, 'mcp_touch_session', { p_session_id: sid, p_last_active: '2000-01-01T00:00:00Z' })).body.code, 'PGRST202');

@@ -28,8 +28,13 @@ export function promptArgument(description: string) {
   return z.string().min(1).max(MAX_PROMPT_CHARS).describe(description);
 }
 
+/** A model tool calls a provider on the internet and adds the turn to the caller's conversation (never overwrites). */
+export const MODEL_TOOL_ANNOTATIONS = { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true } as const;
+
 export interface ModelToolSpec {
   name: string;
+  /** A short human-readable name (MCP `title`). */
+  title: string;
   description: string;
   /** The tool's system prompt (server/tools/prompts/<name>.md). */
   systemPrompt: string;
@@ -58,6 +63,8 @@ export function turnOf(tool: string, system: string | undefined, args: ModelArgu
 export function defineModelTool(spec: ModelToolSpec, engine: ChatEngine) {
   return defineTool({
     name: spec.name,
+    title: spec.title,
+    annotations: MODEL_TOOL_ANNOTATIONS,
     description: spec.description,
     input: z.object({ prompt: promptArgument(spec.promptDescription), ...modelArguments, ...featureArguments }).strict(),
     run: (args, ctx) => engine.turn(ctx, turnOf(spec.name, spec.systemPrompt, args)),
