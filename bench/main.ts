@@ -4,14 +4,14 @@
 //
 //   BENCH_ONLY=calls,handshake   run only these case groups (calls, handshake, connections, extension);
 //                                such a partial run does not rewrite bench/RESULTS.md
-//   BENCH_ROUNDS=7               measured rounds (at least 5), BENCH_WARMUP=2 warm-up rounds
+//   BENCH_ROUNDS=7               measured rounds (default 7, at least 5), BENCH_WARMUP=2 warm-up rounds
 //   BENCH_WINDOWS=3              code-server windows for the extension timings
 //   BENCH_DEADLINE_S=270         no group starts after this; every loop inside a group is bounded too
 import path from 'node:path';
-import { callCases } from './cases/calls';
-import { connectionCases } from './cases/connections';
-import { extensionCases } from './cases/extension';
-import { handshakeCases } from './cases/handshake';
+import { CALLS_METHOD, callCases } from './cases/calls';
+import { CONNECTIONS_METHOD, connectionCases } from './cases/connections';
+import { EXTENSION_METHOD, extensionCases } from './cases/extension';
+import { HANDSHAKE_METHOD, handshakeCases } from './cases/handshake';
 import { failedRow, type BenchContext } from './lib/context';
 import { describeMachine, loadAverage, markdownTable, writeResults, type Row } from './lib/report';
 import { MIN_MEASURED_ROUNDS } from './lib/rounds';
@@ -21,13 +21,15 @@ const ROOT = path.resolve(__dirname, '../../..'); // out/bench/run/main.js -> th
 interface Group {
   name: string;
   run(ctx: BenchContext): Promise<Row[]>;
+  /** How the group measures, for bench/RESULTS.md. */
+  method: string[];
 }
 
 const GROUPS: Group[] = [
-  { name: 'calls', run: callCases },
-  { name: 'handshake', run: handshakeCases },
-  { name: 'connections', run: connectionCases },
-  { name: 'extension', run: extensionCases },
+  { name: 'calls', run: callCases, method: CALLS_METHOD },
+  { name: 'handshake', run: handshakeCases, method: HANDSHAKE_METHOD },
+  { name: 'connections', run: connectionCases, method: CONNECTIONS_METHOD },
+  { name: 'extension', run: extensionCases, method: EXTENSION_METHOD },
 ];
 
 function intFromEnv(name: string, fallback: number, min: number, max: number): number {
@@ -38,16 +40,12 @@ function intFromEnv(name: string, fallback: number, min: number, max: number): n
   return n;
 }
 
-function methodNotes(ctx: BenchContext): string[] {
+function methodNotes(ctx: BenchContext, groups: Group[]): string[] {
   return [
-    `Interleaved rounds (bench/lib/rounds.ts): ${ctx.warmup} warm-up round(s), then ${ctx.rounds} measured rounds; in each round the daemon and every baseline run one bounded chunk of work, in an order that rotates from round to round. Figures are medians over rounds of each round's p50, p99 or throughput; ratios are medians of the per-round ratios (range in brackets).`,
-    'Percentiles interpolate linearly between ranks (bench/lib/stats.ts).',
-    'Baselines (bench/programs/baselineServer.ts), each its own Node process on loopback as the daemon is: a bare `ws` server that parses each frame and answers one `call_tool_res` ("echo"), the same answering `call_tool_ack` first ("ack+echo", the frames the protocol itself requires), and for /mcp a bare node:http JSON-RPC server. The same client code (bench/lib/wsClient.ts, bench/lib/mcpClient.ts) drives both sides.',
-    'The daemon is the dist/server.js that `npm run package` built (the production bundle the VSIX ships), started as the test suites start it (test/helpers/daemon.ts).',
-    'Chunks: handshakes 40 per round (local) or 20 (supabase, cycling through 50 users, each handshake closed before the next); 300 sequential calls; 6,000 pipelined calls on 1 connection; 60 calls on each of 100 connections at once.',
-    'Supabase mode: ES256 access tokens from a loopback JWKS; a fresh PostgreSQL 15 database with the migrations (DATABASE_URL); the Data API through the PostgREST-compatible test endpoint (test/postgrest) in its own process.',
-    '2,000 connections: opened in concurrent batches of 50 and held; RSS is VmRSS of the server process; KiB per connection = (RSS while holding − RSS before) ÷ held connections; one run per side (baseline first).',
-    'Extension: code-server (VS Code 1.117) with the packaged VSIX installed, local mode, Chromium via Playwright; activate() is the activation time VS Code shows in Developer: Show Running Extensions.',
+    `Interleaved rounds (bench/lib/rounds.ts): ${ctx.warmup} warm-up rounds, then ${ctx.rounds} measured rounds in which the daemon and every baseline take turns (operation by operation for latencies, chunk by chunk for throughput) in an order that rotates. Figures are medians over rounds of each round's p50, p99 or throughput; ratios are medians of the per-round ratios (min–max in brackets). Percentiles interpolate linearly between ranks (bench/lib/stats.ts).`,
+    'Baselines (bench/programs/baselineServer.ts), each its own Node process on loopback as the daemon is: a bare `ws` server that parses each frame and answers one `call_tool_res` ("echo"); the same answering `call_tool_ack` first ("ack+echo": the frames the protocol itself requires, so the gap between the two is the protocol\'s cost and the rest the implementation\'s); for /mcp a bare node:http JSON-RPC server. The same client code (bench/lib/wsClient.ts, bench/lib/mcpClient.ts) drives both sides.',
+    'The daemon is the dist/server.js that `npm run package` built (the minified bundle the VSIX ships), started as the test suites start it (test/helpers/daemon.ts).',
+    ...groups.flatMap((g) => g.method),
   ];
 }
 
@@ -58,7 +56,7 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown group(s) ${unknown.join(', ')}; known: ${GROUPS.map((g) => g.name).join(', ')}`);
   const deadlineMs = intFromEnv('BENCH_DEADLINE_S', 270, 10, 3600) * 1000;
   const ctx: BenchContext = {
-    rounds: intFromEnv('BENCH_ROUNDS', MIN_MEASURED_ROUNDS, MIN_MEASURED_ROUNDS, 100),
+    rounds: intFromEnv('BENCH_ROUNDS', 7, MIN_MEASURED_ROUNDS, 100),
     warmup: intFromEnv('BENCH_WARMUP', 2, 1, 20),
     windows: intFromEnv('BENCH_WINDOWS', 3, 1, 10),
     notes: [],
@@ -69,8 +67,10 @@ async function main(): Promise<void> {
   ctx.log(`${machine.cores} cores, ${machine.cpu}, Node ${machine.node}, load ${machine.loadAtStart}`);
 
   const rows: Row[] = [];
+  const ran: Group[] = [];
   for (const group of GROUPS) {
     if (only.length && !only.includes(group.name)) continue;
+    ran.push(group);
     if (performance.now() - started > deadlineMs) {
       rows.push(failedRow(ctx, `${group.name} cases`, new Error(`not started: the bench passed BENCH_DEADLINE_S (${deadlineMs / 1000} s)`)));
       continue;
@@ -84,7 +84,10 @@ async function main(): Promise<void> {
   machine.loadAtEnd = loadAverage();
   const durationSec = (performance.now() - started) / 1000;
   const notes = [...ctx.failures.map((f) => `FAILED: ${f}`), ...ctx.notes];
-  const report = { machine, rows, notes, method: methodNotes(ctx), durationSec };
+  const cores = machine.cores;
+  const load = Number(machine.loadAtStart.split(' / ')[0]);
+  if (load > cores / 2) notes.push(`The machine was busy (load ${load.toFixed(1)} on ${cores} cores when the bench started): absolute figures are noisy; the per-round ratios much less so.`);
+  const report = { machine, rows, notes, method: methodNotes(ctx, ran), durationSec };
   process.stdout.write(`\n${markdownTable(rows)}\n\n`);
   for (const n of notes) process.stdout.write(`- ${n}\n`);
   const full = only.length === 0;

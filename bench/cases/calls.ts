@@ -17,6 +17,10 @@ const CALLS_PER_CONNECTION = 60;
 const CHUNK_DEADLINE_MS = 10_000;
 const CASE_BUDGET_MS = 30_000;
 
+export const CALLS_METHOD = [
+  `Calls (local mode, sessions opened once): ${SEQUENTIAL_CALLS} sequential \`echo\` calls per side per round, the daemon and the baselines taking turns call by call; pipelined: ${PIPELINED_CALLS.toLocaleString('en-US')} calls on 1 connection and ${CALLS_PER_CONNECTION} calls on each of ${CONNECTIONS} connections at once, ${IN_FLIGHT} in flight per connection, turns chunk by chunk.`,
+];
+
 export async function callCases(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
   const daemon = await startLocalDaemon(1000);

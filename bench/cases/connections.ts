@@ -159,6 +159,10 @@ async function measure(ctx: BenchContext, mode: string, start: (env: Record<stri
   }
 }
 
+export const CONNECTIONS_METHOD = [
+  `${TOTAL.toLocaleString('en-US')} connections: opened in concurrent batches of ${BATCH} (refusals counted by code), held, closed; twice per side, the bare baseline first. RSS at ${CHECKPOINTS.join(' / ')} is VmRSS as the OS sees it. Memory per connection and after close is read after a full garbage collection (bench/programs/memoryProbe.ts, preloaded with NODE_OPTIONS; no daemon code involved): per connection = growth while holding ÷ held; "returned" = the second open → hold → close cycle leaves at most ${LEAK_SHARE * 100} % of the first cycle's JS-heap growth on top of what the first left.`,
+];
+
 export async function connectionCases(ctx: BenchContext): Promise<Row[]> {
   const out: Row[] = [];
   // Local: one user holds every connection, so the per-user limit must allow 2,000.

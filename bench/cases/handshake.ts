@@ -44,6 +44,11 @@ function handshakeSide(endpoint: Endpoint, counter: { next: number }): OpSide {
   };
 }
 
+export const HANDSHAKE_METHOD = [
+  `Handshakes: ${LOCAL_HANDSHAKES} per side per round in local mode, ${SUPABASE_HANDSHAKES} in supabase mode (cycling through ${SUPABASE_USERS} users), the daemon and the baselines taking turns handshake by handshake; after each, the session is closed and the daemon has written its final status (untimed) before the next turn.`,
+  'Supabase mode: ES256 access tokens from a loopback JWKS (test/helpers/tokens.ts); a fresh PostgreSQL 15 database with the migrations (test/helpers/pg.ts) reached through DATABASE_URL, or through the PostgREST-compatible test endpoint (test/postgrest, a Node stand-in in its own process, not PostgREST itself) for the Data API.',
+];
+
 export async function handshakeCases(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = [];
   const kinds = [...new Set(PROTOCOLS.flatMap((p) => p.baselines))] as BaselineKind[];
