@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     windows: intFromEnv('BENCH_WINDOWS', 3, 1, 10),
     notes: [],
     failures: [],
+    remainingMs: () => deadlineMs - (performance.now() - started),
     log: (m) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${m}\n`),
   };
   const machine = describeMachine();
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
   for (const group of GROUPS) {
     if (only.length && !only.includes(group.name)) continue;
     ran.push(group);
-    if (performance.now() - started > deadlineMs) {
+    if (ctx.remainingMs() <= 0) {
       rows.push(failedRow(ctx, `${group.name} cases`, new Error(`not started: the bench passed BENCH_DEADLINE_S (${deadlineMs / 1000} s)`)));
       continue;
     }

@@ -3,9 +3,9 @@
 // connection and on each of 100 connections (turns chunk by chunk). Method: bench/lib/rounds.ts.
 import { startBaselines, type Baseline } from '../lib/baseline';
 import { parallelChunks, pipelinedChunk, timed } from '../lib/chunks';
-import { comparisonRows, roundsOptions, skippedRow, type BenchContext } from '../lib/context';
+import { comparisonRows, failedRow, roundsOptions, skippedRow, type BenchContext } from '../lib/context';
 import { startLocalDaemon } from '../lib/daemons';
-import { ECHO_TEXT, PROTOCOLS, WEBSOCKET, type Endpoint, type Session } from '../lib/protocols';
+import { ECHO_TEXT, PROTOCOLS, WEBSOCKET, type DaemonUnderTest, type Endpoint, type Protocol, type Session } from '../lib/protocols';
 import type { Row } from '../lib/report';
 import { runAlternating, runInterleaved, type Side } from '../lib/rounds';
 
@@ -26,73 +26,84 @@ export async function callCases(ctx: BenchContext): Promise<Row[]> {
   const daemon = await startLocalDaemon(1000);
   const baselines: Baseline[] = [];
   const sessions: Session[] = [];
-  const open = async (endpoint: Endpoint, i: number) => {
-    const s = await endpoint.open(i);
-    sessions.push(s);
-    return s;
-  };
   try {
     for (const protocol of PROTOCOLS) {
-      const caseName = `\`echo\` round trip, sequential, ${protocol.name}`;
       const why = await protocol.unavailable(daemon);
       if (why) {
-        rows.push(skippedRow(caseName, why));
+        rows.push(skippedRow(`\`echo\` round trip, sequential, ${protocol.name}`, why));
         ctx.notes.push(`${protocol.name} skipped: ${why}.`);
         continue;
       }
-      const bases = await startBaselines(protocol.baselines);
-      baselines.push(...bases);
-      const endpoints = [protocol.daemon(daemon), ...bases.map((b) => protocol.bare(b))];
-
-      ctx.log(`calls: sequential echo over ${protocol.name}`);
-      // One session per side, opened once: this case times calls, not handshakes.
-      const single: Session[] = [];
-      for (const endpoint of endpoints) single.push(await open(endpoint, 0));
-      const result = await runAlternating(
-        endpoints.map((endpoint, k) => ({ name: endpoint.name, op: () => timed(() => single[k].call(ECHO_TEXT)) })),
-        SEQUENTIAL_CALLS, CHUNK_DEADLINE_MS, roundsOptions(ctx, CASE_BUDGET_MS),
-      );
-      const labels = bases.map((b, k) => ({ side: endpoints[k + 1].name, label: b.label }));
-      // The issue's target is for the WebSocket protocol; /mcp is reported without one.
-      const target = protocol === WEBSOCKET ? { text: '≤ 1.25×', met: (r: number) => r <= 1.25 } : undefined;
-      rows.push(...comparisonRows({ case: `${caseName}, p50`, result, daemonSide: endpoints[0].name, baselines: labels, metric: 'p50', target }));
-      rows.push(...comparisonRows({ case: `${caseName}, p99`, result, daemonSide: endpoints[0].name, baselines: labels, metric: 'p99' }));
-
-      if (protocol !== WEBSOCKET) continue; // pipelining is measured on the WebSocket protocol
-
-      ctx.log('calls: pipelined, 1 connection');
-      const one = await runInterleaved(
-        endpoints.map((endpoint, k) => ({
-          name: endpoint.name,
-          runChunk: () => pipelinedChunk(PIPELINED_CALLS, IN_FLIGHT, CHUNK_DEADLINE_MS, () => single[k].call(ECHO_TEXT)),
-        })),
-        roundsOptions(ctx, CASE_BUDGET_MS),
-      );
-      rows.push(...comparisonRows({
-        case: `pipelined throughput, ${IN_FLIGHT} in flight, 1 connection`, result: one, daemonSide: endpoints[0].name, baselines: labels,
-        metric: 'throughput', target: { text: '≥ 60 % of bare', met: (r) => r >= 0.6 },
-      }));
-
-      ctx.log(`calls: pipelined, ${CONNECTIONS} connections`);
-      const many: Side[] = [];
-      for (const endpoint of endpoints) {
-        const group: Session[] = [];
-        for (let i = 0; i < CONNECTIONS; i++) group.push(await open(endpoint, i));
-        many.push({
-          name: endpoint.name,
-          runChunk: () => parallelChunks(group.map((s) => () => pipelinedChunk(CALLS_PER_CONNECTION, IN_FLIGHT, CHUNK_DEADLINE_MS, () => s.call(ECHO_TEXT)))),
-        });
+      try {
+        const bases = await startBaselines(protocol.baselines);
+        baselines.push(...bases);
+        rows.push(...(await measureProtocol(ctx, protocol, daemon, bases, sessions)));
+      } catch (err) {
+        rows.push(failedRow(ctx, `calls over ${protocol.name}`, err));
       }
-      const hundred = await runInterleaved(many, roundsOptions(ctx, CASE_BUDGET_MS));
-      rows.push(...comparisonRows({
-        case: `pipelined throughput, ${IN_FLIGHT} in flight on each of ${CONNECTIONS} connections`, result: hundred, daemonSide: endpoints[0].name,
-        baselines: labels, metric: 'throughput', target: { text: '≥ 60 % of bare', met: (r) => r >= 0.6 },
-      }));
     }
   } finally {
     await Promise.all(sessions.map((s) => s.close().catch(() => {})));
     await Promise.all([daemon.stop(), ...baselines.map((b) => b.stop())]);
     ctx.notes.push(...daemon.notes);
   }
+  return rows;
+}
+
+/** The call cases over one protocol; every session it opens goes into `sessions` (closed by the caller). */
+async function measureProtocol(ctx: BenchContext, protocol: Protocol, daemon: DaemonUnderTest, bases: Baseline[], sessions: Session[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  const caseName = `\`echo\` round trip, sequential, ${protocol.name}`;
+  const endpoints = [protocol.daemon(daemon), ...bases.map((b) => protocol.bare(b))];
+  const labels = bases.map((b, k) => ({ side: endpoints[k + 1].name, label: b.label }));
+  const open = async (endpoint: Endpoint, i: number) => {
+    const s = await endpoint.open(i);
+    sessions.push(s);
+    return s;
+  };
+
+  ctx.log(`calls: sequential echo over ${protocol.name}`);
+  // One session per side, opened once: this case times calls, not handshakes.
+  const single: Session[] = [];
+  for (const endpoint of endpoints) single.push(await open(endpoint, 0));
+  const result = await runAlternating(
+    endpoints.map((endpoint, k) => ({ name: endpoint.name, op: () => timed(() => single[k].call(ECHO_TEXT)) })),
+    SEQUENTIAL_CALLS, CHUNK_DEADLINE_MS, roundsOptions(ctx, CASE_BUDGET_MS),
+  );
+  // The issue's target is for the WebSocket protocol; /mcp is reported without one.
+  const target = protocol === WEBSOCKET ? { text: '≤ 1.25×', met: (r: number) => r <= 1.25 } : undefined;
+  rows.push(...comparisonRows({ case: `${caseName}, p50`, result, daemonSide: endpoints[0].name, baselines: labels, metric: 'p50', target }));
+  rows.push(...comparisonRows({ case: `${caseName}, p99`, result, daemonSide: endpoints[0].name, baselines: labels, metric: 'p99' }));
+
+  if (protocol !== WEBSOCKET) return rows; // pipelining is measured on the WebSocket protocol
+
+  ctx.log('calls: pipelined, 1 connection');
+  const one = await runInterleaved(
+    endpoints.map((endpoint, k) => ({
+      name: endpoint.name,
+      runChunk: () => pipelinedChunk(PIPELINED_CALLS, IN_FLIGHT, CHUNK_DEADLINE_MS, () => single[k].call(ECHO_TEXT)),
+    })),
+    roundsOptions(ctx, CASE_BUDGET_MS),
+  );
+  rows.push(...comparisonRows({
+    case: `pipelined throughput, ${IN_FLIGHT} in flight, 1 connection`, result: one, daemonSide: endpoints[0].name, baselines: labels,
+    metric: 'throughput', target: { text: '≥ 60 % of bare', met: (r) => r >= 0.6 },
+  }));
+
+  ctx.log(`calls: pipelined, ${CONNECTIONS} connections`);
+  const many: Side[] = [];
+  for (const endpoint of endpoints) {
+    const group: Session[] = [];
+    for (let i = 0; i < CONNECTIONS; i++) group.push(await open(endpoint, i));
+    many.push({
+      name: endpoint.name,
+      runChunk: () => parallelChunks(group.map((s) => () => pipelinedChunk(CALLS_PER_CONNECTION, IN_FLIGHT, CHUNK_DEADLINE_MS, () => s.call(ECHO_TEXT)))),
+    });
+  }
+  const hundred = await runInterleaved(many, roundsOptions(ctx, CASE_BUDGET_MS));
+  rows.push(...comparisonRows({
+    case: `pipelined throughput, ${IN_FLIGHT} in flight on each of ${CONNECTIONS} connections`, result: hundred, daemonSide: endpoints[0].name,
+    baselines: labels, metric: 'throughput', target: { text: '≥ 60 % of bare', met: (r) => r >= 0.6 },
+  }));
   return rows;
 }

@@ -6,12 +6,12 @@
 // (Postgres store): 400 users × 5. The baseline is the bare echo server holding as many sockets,
 // each after one echo. One run per side, the baseline first.
 import { startBaseline } from '../lib/baseline';
-import { type BenchContext } from '../lib/context';
+import { failedRow, type BenchContext } from '../lib/context';
 import { startLocalDaemon, startPgDaemon, startProject, type BenchDaemon, type BenchProject } from '../lib/daemons';
 import { memoryProbeEnv, probeMemory, type MemorySnapshot } from '../lib/memory';
 import { rssKiB, sleep } from '../lib/processes';
 import { WEBSOCKET, type Endpoint, type Session } from '../lib/protocols';
-import { fmtKiB, type Row } from '../lib/report';
+import type { Row } from '../lib/report';
 import { Refused } from '../lib/wsClient';
 
 const TOTAL = 2000;
@@ -166,12 +166,19 @@ export const CONNECTIONS_METHOD = [
 export async function connectionCases(ctx: BenchContext): Promise<Row[]> {
   const out: Row[] = [];
   // Local: one user holds every connection, so the per-user limit must allow 2,000.
-  out.push(...(await measure(ctx, 'local', (env) => startLocalDaemon(TOTAL, env), true)));
+  try {
+    out.push(...(await measure(ctx, 'local', (env) => startLocalDaemon(TOTAL, env), true)));
+  } catch (err) {
+    out.push(failedRow(ctx, `${TOTAL} connections, local`, err));
+  }
+  const mode = `supabase + Postgres, ${SUPABASE_USERS} users × ${PER_USER}`;
   let project: BenchProject | null = null;
   try {
     project = await startProject(SUPABASE_USERS);
     const p = project;
-    out.push(...(await measure(ctx, `supabase + Postgres, ${SUPABASE_USERS} users × ${PER_USER}`, (env) => startPgDaemon(p, PER_USER, env), false)));
+    out.push(...(await measure(ctx, mode, (env) => startPgDaemon(p, PER_USER, env), false)));
+  } catch (err) {
+    out.push(failedRow(ctx, `${TOTAL} connections, ${mode}`, err));
   } finally {
     await project?.close();
   }

@@ -128,6 +128,10 @@ export async function extensionCases(ctx: BenchContext): Promise<Row[]> {
     server = await startCodeServer({ runDir, vsix: VSIX });
     browser = await launchBrowser(path.join(runDir, 'browser'));
     for (let w = 0; w < ctx.windows; w++) {
+      if (w > 0 && ctx.remainingMs() <= 0) {
+        ctx.notes.push(`extension timings: ${w} of ${ctx.windows} windows (BENCH_DEADLINE_S reached).`);
+        break;
+      }
       ctx.log(`extension: window ${w + 1} of ${ctx.windows}`);
       const page = await browser.newPage();
       try {

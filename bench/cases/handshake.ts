@@ -5,7 +5,7 @@
 import { startBaselines, type Baseline, type BaselineKind } from '../lib/baseline';
 import { comparisonRows, failedRow, roundsOptions, skippedRow, type BenchContext, type Target } from '../lib/context';
 import { startDataApiDaemon, startLocalDaemon, startPgDaemon, startProject, type BenchDaemon, type BenchProject } from '../lib/daemons';
-import { PROTOCOLS, type Endpoint } from '../lib/protocols';
+import { PROTOCOLS, WEBSOCKET, type Endpoint } from '../lib/protocols';
 import type { Row } from '../lib/report';
 import { runAlternating, type OpSide } from '../lib/rounds';
 
@@ -86,7 +86,7 @@ export async function handshakeCases(ctx: BenchContext): Promise<Row[]> {
           rows.push(...comparisonRows({
             case: caseName, result, daemonSide: endpoints[0].name, metric: 'p50',
             baselines: bases.map((b, k) => ({ side: endpoints[k + 1].name, label: `${b.label}: ${protocol.bareHandshake}` })),
-            target: protocol === PROTOCOLS[0] ? mode.target : undefined,
+            target: protocol === WEBSOCKET ? mode.target : undefined, // the issue's targets are for the WebSocket protocol
           }));
         }
       } finally {

@@ -14,6 +14,8 @@ export interface BenchContext {
   log(message: string): void;
   /** Cases that failed (the bench then exits 1, after printing everything else). */
   failures: string[];
+  /** Milliseconds left before BENCH_DEADLINE_S; open-ended loops (windows) stop starting work at 0. */
+  remainingMs(): number;
 }
 
 export function roundsOptions(ctx: BenchContext, budgetMs: number): RoundsOptions {

@@ -50,7 +50,8 @@ export interface Protocol {
   bare(baseline: Baseline): Endpoint;
 }
 
-const ECHO_TEXT = 'hello';
+/** What every `echo` call sends. */
+export const ECHO_TEXT = 'hello';
 
 export const WEBSOCKET: Protocol = {
   name: 'WebSocket /',
@@ -106,5 +107,3 @@ export const MCP_HTTP: Protocol = {
 };
 
 export const PROTOCOLS: readonly Protocol[] = [WEBSOCKET, MCP_HTTP];
-
-export { ECHO_TEXT };

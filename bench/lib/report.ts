@@ -61,7 +61,6 @@ const sig = (x: number, digits = 3) => (Number.isFinite(x) ? Number(x.toPrecisio
 
 export const fmtMs = (ms: number) => `${sig(ms)} ms`;
 export const fmtPerSec = (n: number, unit = 'calls/s') => `${Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a'} ${unit}`;
-export const fmtKiB = (kib: number) => (Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : 'n/a');
 export const fmtBytes = (bytes: number) => (bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
 
 /** A latency-style ratio: "1.92× (1.80–2.10)". */

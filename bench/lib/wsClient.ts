@@ -81,7 +81,14 @@ export class BenchSocket {
   }
 
   private onFrame(text: string): void {
-    const frame = JSON.parse(text) as { op: string; request_id?: string; ok?: boolean; error?: { code: string; message: string } };
+    let frame: { op: string; request_id?: string; ok?: boolean; error?: { code: string; message: string } };
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      this.fail(new Refused('invalid_json', `the server sent a frame that is not JSON: ${text.slice(0, 100)}`));
+      this.ws.terminate();
+      return;
+    }
     if (frame.op === 'call_tool_res' || (frame.op === 'error' && frame.request_id)) {
       const p = this.pending.get(frame.request_id!);
       if (!p) return;
