@@ -19,6 +19,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
   ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 fi
 mkdir -p bench/results
+rm -rf .cache/e2e/bench-*   # the previous run's code-server profile and screenshots
 echo "[bench] building the production bundles and the VSIX (npm run package) ..." >&2
 bash scripts/package.sh > bench/results/package.log 2>&1 || { cat bench/results/package.log; exit 1; }
 node esbuild.js --production --bench

@@ -13,6 +13,7 @@ export interface MemorySnapshot {
 }
 
 const PROBE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-bench-memory-'));
+process.on('exit', () => fs.rmSync(PROBE_DIR, { recursive: true, force: true }));
 
 /** Environment that preloads the probe into a Node process. */
 export function memoryProbeEnv(): Record<string, string> {
