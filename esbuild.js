@@ -1,6 +1,8 @@
 // Builds the two programs and the test files.
 //   node esbuild.js           -> dist/server.js (the daemon) [+ dist/extension.js once src/extension.ts exists]
 //   node esbuild.js --tests   -> also out/test/**.test.js (mocha runs these with Node 22)
+//   node esbuild.js --bench   -> also out/bench/run/*.js (npm run bench: bench/main.ts and the programs it starts)
+//   node esbuild.js --production -> minified dist/, no source maps (what scripts/package.sh ships)
 //   node esbuild.js --watch
 const esbuild = require('esbuild');
 const fs = require('node:fs');
@@ -46,6 +48,11 @@ async function main() {
     // The suite that runs inside VS Code's extension host (mocha loaded by test/vscode/index.ts).
     const inHost = [path.join('test', 'vscode', 'index.ts'), ...listTests(path.join('test', 'vscode'))];
     builds.push({ ...common, entryPoints: inHost, outdir: 'out/test/vscode', packages: 'external', external: ['vscode'] });
+  }
+  if (args.has('--bench')) {
+    // Three levels deep, like out/test/<dir>/, so the test helpers the bench reuses find the repository.
+    const entryPoints = ['bench/main.ts', ...fs.readdirSync('bench/programs').filter((f) => f.endsWith('.ts')).map((f) => path.join('bench', 'programs', f))];
+    builds.push({ ...common, entryPoints, outdir: 'out/bench/run', entryNames: '[name]', packages: 'external', minify: false, sourcemap: true });
   }
   if (args.has('--watch')) {
     for (const b of builds) await (await esbuild.context(b)).watch();
