@@ -150,7 +150,7 @@ describe('Data API: test/postgrest answers like PostgREST', function () {
     assert.equal(list.status, 200);
     assert.equal(list.body.length, 1);
     assert.equal(list.body[0].session_id, sid);
-    assert.deepEqual(list.body[0].metadata, { daemon_id: 'd', instance: null, client_version: null, pid: 1 });
+    assert.deepEqual(list.body[0].metadata, { daemon_id: 'd', instance: null, client_version: null, pid: 1, transport: 'websocket', client_name: null });
     assert.match(list.body[0].created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00$/, 'timestamptz as Postgres JSON renders it');
   });
 
