@@ -110,7 +110,9 @@ export class McpSession {
 
   /** False for another user's token (which changes nothing); true when the request may go on. */
   renew(identity: Identity): boolean {
-    if (!this.lease.renew(identity)) return false;
+    const expiresAt = this.lease.identity.expiresAt;
+    if (!this.lease.renew(identity, 'later-only')) return false;
+    if (this.lease.identity.expiresAt !== expiresAt) this.deps.log.info('token renewed', { expires_at: this.lease.identity.expiresAt });
     if (this.expiringNotice && !this.lease.expiresWithin(EXPIRING_NOTICE_SEC)) this.expiringNotice = null;
     return true;
   }
