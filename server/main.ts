@@ -108,7 +108,7 @@ async function main(): Promise<void> {
 
   // One registry, two transports: the WebSocket protocol and MCP on /mcp serve the same tools.
   const tools = new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files }));
-  const mcp = createMcpEndpoint({ verifier, store, tools, log }, {
+  const mcp = createMcpEndpoint({ verifier, store, endings, tools, log }, {
     mode: config.mode,
     daemonId: config.daemonId,
     sessionTimeoutSec: config.sessionTimeoutSec,

@@ -21,6 +21,7 @@ import { TokenRejected, type Identity, type TokenVerifier } from '../auth/identi
 import type { Logger } from '../log';
 import { ErrorCode } from '../protocol';
 import { SessionLease } from '../sessions/lease';
+import type { PendingEndings } from '../sessions/pendingEndings';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
 import type { ToolRegistry } from '../tools/registry';
 import { MCP_PATH, METADATA_PATHS, protectedResourceMetadata, wwwAuthenticate, type ResourceOptions } from './protectedResource';
@@ -53,6 +54,8 @@ export interface McpEndpointOptions {
 export interface McpEndpointDeps {
   verifier: TokenVerifier;
   store: SessionStore;
+  /** The daemon-wide queue of final statuses (shared with WebSocket connections). */
+  endings: PendingEndings;
   tools: ToolRegistry;
   log: Logger;
 }
@@ -151,12 +154,12 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
     if (draining) throw new Refused(503, 'The daemon is shutting down; start the session on another daemon (or again once it has restarted).', ErrorCode.shuttingDown, { 'retry-after': String(RETRY_AFTER_SEC) });
     const id = randomUUID();
     const sessionLog = log.child({ session: id });
-    const lease = new SessionLease(id, deps.store, {
+    const lease = new SessionLease(id, { store: deps.store, endings: deps.endings, log: sessionLog }, {
       daemonId: opts.daemonId,
       maxPerUser: opts.maxConnectionsPerUser,
       idleTimeoutSec: opts.sessionTimeoutSec,
       heartbeatSec: opts.heartbeatSec,
-    }, sessionLog);
+    });
     let claim;
     try {
       claim = await lease.claim(identity, {

@@ -1,7 +1,8 @@
 // One MCP session on /mcp: the SDK's Streamable HTTP transport and an McpServer for it, the user it
-// belongs to, its calls in flight and its session lease (row, heartbeat, idle, expiry: the same rules
-// as a WebSocket connection, sessions/lease.ts). The endpoint (endpoint.ts) has already checked the
-// request's token and that it is this session's user.
+// belongs to, its calls in flight and its session lease (row, heartbeat, idle, expiry, final status:
+// sessions/lease.ts, the one implementation shared with WebSocket connections; this module says what
+// each rule does to an MCP session). The endpoint (endpoint.ts) has already checked the request's
+// token and that it is this session's user.
 //
 //   open ──► ending (the token expired: no new requests; calls in flight finish) ──► closed
 //   open ──────────────────────────────────────────────────────────────────────────► closed
@@ -110,7 +111,9 @@ export class McpSession {
 
   /** False for another user's token (which changes nothing); true when the request may go on. */
   renew(identity: Identity): boolean {
-    if (!this.lease.renew(identity)) return false;
+    const expiresAt = this.lease.identity.expiresAt;
+    if (!this.lease.renew(identity, 'later-only')) return false;
+    if (this.lease.identity.expiresAt !== expiresAt) this.deps.log.info('token renewed', { expires_at: this.lease.identity.expiresAt });
     if (this.expiringNotice && !this.lease.expiresWithin(EXPIRING_NOTICE_SEC)) this.expiringNotice = null;
     return true;
   }

@@ -1,51 +1,65 @@
-// One session's hold on its `mcp_sessions` row, whatever carries the session (a WebSocket today in
-// transport/connection.ts, an MCP session on /mcp in mcp/session.ts): the claim under the per-user
-// limit, the heartbeat that keeps the row live, the idle rule, the token's expiry, and the final
-// status written once (with retries). The same rules as connection.ts, in one place, so that
-// connection.ts can adopt this module and both transports then share one implementation.
+// One session's hold on its `mcp_sessions` row, whatever carries the session: a WebSocket
+// connection (transport/connection.ts) or an MCP session on /mcp (mcp/session.ts). The one
+// definition of the row's rules: the claim under the per-user limit, the heartbeat that keeps the
+// row live (and notices a row ended elsewhere), the idle rule, the token's expiry, and the final
+// status, written once through the daemon-wide PendingEndings queue so that it survives a store
+// outage.
 //
 // The lease decides WHEN; its owner decides WHAT happens (a WebSocket closes at once with a close
-// code, an MCP session lets its calls finish first) through the hooks given to start().
+// code, an MCP session lets its calls finish first) through the hooks given to start(), and what
+// counts as activity (the owner calls activity()).
 import type { Identity } from '../auth/identity';
 import type { Logger } from '../log';
-import type { ClaimResult, SessionStore } from './store';
+import type { FinalStatus, PendingEndings } from './pendingEndings';
+import type { ClaimResult, SessionMetadata, SessionStore } from './store';
+
+export type { FinalStatus } from './pendingEndings';
 
 /** Seconds before the token's `exp` that `expiring` fires. */
 export const EXPIRING_NOTICE_SEC = 60;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const FINAL_STATUS_ATTEMPTS = 3;
-
-export type FinalStatus = 'disconnected' | 'expired';
 
 export interface LeaseRules {
   daemonId: string;
   /** Live sessions a user may hold, counted in the store across daemons and transports. */
   maxPerUser: number;
-  /** Idle seconds (no activity, nothing in flight) before the session ends `expired` (MCP_SESSION_TIMEOUT). */
+  /** Idle seconds (no activity, nothing in flight) before the `idle` hook fires (MCP_SESSION_TIMEOUT). */
   idleTimeoutSec: number;
   /** How often the row's last_active is refreshed while the session lives. */
   heartbeatSec: number;
 }
 
+export interface LeaseDeps {
+  store: Pick<SessionStore, 'claim' | 'touch'>;
+  /** The daemon-wide queue of final statuses: an ending during a store outage is written once it is back. */
+  endings: Pick<PendingEndings, 'end' | 'retryNow'>;
+  /** Already tagged with the session (and whatever else the owner logs with). */
+  log: Logger;
+}
+
 export interface LeaseHooks {
   /** Calls still running: a session busy with a long call is not idle. */
   inflight(): number;
-  /** About EXPIRING_NOTICE_SEC before the identity's token expires (never for a non-expiring identity). */
+  /** EXPIRING_NOTICE_SEC before the identity's token expires, or at once when less is left (never for a non-expiring identity). */
   expiring(expiresAt: number): void;
   /** The identity's token expired and no fresher one arrived. */
   expired(): void;
   /** Nothing happened for idleTimeoutSec and nothing is in flight. */
   idle(idleSeconds: number): void;
-  /** The heartbeat found the row no longer `connected`: it was ended outside this daemon. */
+  /** The heartbeat found the row no longer `connected`: it was ended outside this session (another daemon, an admin). */
   endedElsewhere(): void;
 }
 
-/** What the session's row records besides the daemon id and pid (which the lease fills in). */
-export interface LeaseMetadata {
-  instance: string | null;
-  client_version: string | null;
-  [key: string]: unknown;
-}
+/** What the row records besides the daemon id and pid (which the lease fills in). */
+export type LeaseMetadata = Omit<SessionMetadata, 'daemon_id' | 'pid'>;
+
+/**
+ * Whose token may replace the identity, for the same user (another user's token never does):
+ * - 'later-only': only a token that expires no earlier (MCP: every request carries a bearer and
+ *   requests race, so an older token arriving late must not shorten the session);
+ * - 'any': the token presented (WebSocket `auth`: the client chose it, and auth_ack tells it its exp).
+ */
+export type RenewPolicy = 'later-only' | 'any';
 
 type TimerName = 'expiring' | 'expiry' | 'idle' | 'heartbeat';
 
@@ -57,17 +71,23 @@ export class SessionLease {
   private lastActivity = Date.now();
   private readonly timers = new Map<TimerName, NodeJS.Timeout>();
   private ending: Promise<void> | null = null;
+  /** The last heartbeat failed: the next failures are not logged again (an outage would fill the log). */
+  private heartbeatFailing = false;
 
   constructor(
     readonly sessionId: string,
-    private readonly store: SessionStore,
+    private readonly deps: LeaseDeps,
     private readonly rules: LeaseRules,
-    private readonly log: Logger,
   ) {}
 
-  /** The identity the row was claimed with, or the freshest token of the same user since (see renew). */
+  /** The identity the row was claimed with, or the latest token of the same user since (see renew). */
   get identity(): Identity {
     if (!this.current) throw new Error('SessionLease.identity read before a successful claim');
+    return this.current;
+  }
+
+  /** As `identity`, but null until a claim succeeded. */
+  get holder(): Identity | null {
     return this.current;
   }
 
@@ -81,7 +101,7 @@ export class SessionLease {
    */
   claim(identity: Identity, metadata: LeaseMetadata): Promise<ClaimResult> {
     if (this.claiming) throw new Error('SessionLease.claim called twice');
-    this.claiming = this.store
+    this.claiming = this.deps.store
       .claim(identity, this.sessionId, this.rules.maxPerUser, { ...metadata, daemon_id: this.rules.daemonId, pid: process.pid })
       .then((claim) => {
         if (claim.ok) this.current = identity;
@@ -102,27 +122,23 @@ export class SessionLease {
     this.timers.set('heartbeat', heartbeat);
   }
 
-  /** Something the user did (not a keep-alive ping): restarts the idle clock. */
+  /** Work the user asked for (the owner decides what counts; keep-alives do not): restarts the idle clock. */
   activity(): void {
     this.lastActivity = Date.now();
   }
 
   /**
-   * A newer token was presented. Another user's token changes nothing and returns false. The same
-   * user's token replaces the identity when it expires no earlier than the current one (an older
-   * token never shortens the session) and the expiry is rescheduled.
+   * Another token was presented. Another user's token changes nothing and returns false. The same
+   * user's token replaces the identity as `policy` says (the heartbeat, the final status and tool
+   * calls use it from then on) and the expiry is rescheduled.
    */
-  renew(next: Identity): boolean {
+  renew(next: Identity, policy: RenewPolicy): boolean {
     const now = this.current;
     if (!now || next.userId !== now.userId) return false;
     if (this.ended) return true;
-    if (now.expiresAt === null || (next.expiresAt !== null && next.expiresAt < now.expiresAt)) return true;
-    const extended = next.expiresAt !== now.expiresAt;
+    if (policy === 'later-only' && (now.expiresAt === null || (next.expiresAt !== null && next.expiresAt < now.expiresAt))) return true;
     this.current = next;
-    if (extended && this.hooks) {
-      this.scheduleExpiry();
-      this.log.info('token renewed', { expires_at: next.expiresAt });
-    }
+    if (this.hooks && next.expiresAt !== now.expiresAt) this.scheduleExpiry();
     return true;
   }
 
@@ -134,21 +150,21 @@ export class SessionLease {
 
   /** True when the identity's token has expired (the expiry hook may be a moment late). */
   expiredNow(): boolean {
-    const exp = this.current?.expiresAt;
-    return exp != null && exp * 1000 <= Date.now();
+    return this.expiresWithin(0);
   }
 
   /**
-   * Runs once: stops the timers, waits for a claim still in flight, and writes the row's final
-   * status (retrying; a row never written reads `stale` after the liveness bound). Later calls
-   * return the same promise.
+   * Runs once: stops the timers, waits for a claim still in flight (a claim that completes after
+   * its session is gone still gets its ending), and writes the row's final status with the latest
+   * token. While the store is unavailable the ending waits in the daemon-wide queue and this
+   * resolves at once. Later calls return the same promise.
    */
   end(status: FinalStatus): Promise<void> {
     this.ending ??= (async () => {
       for (const timer of this.timers.values()) clearTimeout(timer);
       this.timers.clear();
       const claimed = this.claiming ? await this.claiming.then((c) => c.ok, () => false) : false;
-      if (claimed && this.current) await this.writeFinalStatus(this.current, status);
+      if (claimed && this.current) await this.deps.endings.end(this.current, this.sessionId, status);
     })();
     return this.ending;
   }
@@ -178,25 +194,18 @@ export class SessionLease {
   private async touch(): Promise<void> {
     if (this.ended || !this.current) return;
     try {
-      const stillConnected = await this.store.touch(this.current, this.sessionId);
+      const stillConnected = await this.deps.store.touch(this.current, this.sessionId);
+      if (this.heartbeatFailing) {
+        this.heartbeatFailing = false;
+        this.deps.log.info('heartbeat works again');
+        this.deps.endings.retryNow(); // the store is back: write the endings queued meanwhile now
+      }
       // The row is the source of truth: a session ended elsewhere ends here too.
       if (!stillConnected && !this.ended) this.hooks?.endedElsewhere();
     } catch (err) {
-      this.log.warn('heartbeat could not update last_active', { error: err });
+      if (!this.heartbeatFailing) this.deps.log.warn('heartbeat could not update last_active; not logged again until it works', { error: err });
+      this.heartbeatFailing = true;
     }
-  }
-
-  private async writeFinalStatus(identity: Identity, status: FinalStatus): Promise<void> {
-    for (let attempt = 1; attempt <= FINAL_STATUS_ATTEMPTS; attempt++) {
-      try {
-        return await this.store.close(identity, this.sessionId, status);
-      } catch (err) {
-        this.log.warn('could not write the final session status', { attempt, status, error: err });
-        if (attempt < FINAL_STATUS_ATTEMPTS) await new Promise((r) => setTimeout(r, 200 * attempt));
-      }
-    }
-    // The row stays `connected` in storage but reads as stale once its heartbeat stops (see migrations).
-    this.log.error('gave up writing the final session status; the row will read as stale');
   }
 
   private setTimer(name: Exclude<TimerName, 'heartbeat'>, ms: number, fn: () => void): void {

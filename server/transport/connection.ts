@@ -4,6 +4,8 @@
 // the original daemon's global dedup dropped another window's handshake).
 // Floods are bounded: bytes before hello_ack, the hello's whole duration (verify + claim), replies
 // queued for a client that stops reading, kept results (recentResults.ts), and error echoes.
+// The session row's life (claim, heartbeat, idle, expiry, final status) is the lease's
+// (sessions/lease.ts); this module decides what counts as activity and what each rule does here.
 import crypto from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
@@ -13,15 +15,14 @@ import {
   AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, MAX_BYTES_BEFORE_HELLO_ACK, PROTOCOL_VERSION,
   RequestId, shortened, type CallToolResult, type ServerFrame, type WireError,
 } from '../protocol';
-import { StoreUnavailable, type ClaimResult, type SessionStore } from '../sessions/store';
+import { SessionLease, type FinalStatus } from '../sessions/lease';
+import { StoreUnavailable, type SessionStore } from '../sessions/store';
 import type { PendingEndings } from '../sessions/pendingEndings';
 import type { ToolRegistry } from '../tools/registry';
 import { RecentResults, type ResultBudget } from './recentResults';
 import { VERSION } from '../version';
 
-const EXPIRING_NOTICE_SEC = 60;
 const MAX_FRAMES_QUEUED_DURING_HELLO = 100;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The abort reason of calls cancelled because the daemon shuts down. */
 const SHUTDOWN = 'daemon shutting down';
 /** After the drain bound: how long cancelled calls get to deliver their result before the close. */
@@ -66,21 +67,17 @@ interface InflightCall {
 
 export class Connection {
   state: State = 'awaiting_hello';
-  identity: Identity | null = null;
   readonly sessionId = crypto.randomUUID();
   instance: string | null = null;
-  /** The session row's insert, once started; end() waits for it so a row is never left `connected`. */
-  private claiming: Promise<ClaimResult> | null = null;
+  /** The session row, from the claim on (null while the token is still being verified). */
+  private lease: SessionLease | null = null;
   private log: Logger;
-  private lastActivity = Date.now();
   private readonly inflight = new Map<string, InflightCall>();
   private readonly completed: RecentResults;
   /** The daemon is shutting down: no new calls. */
   private draining = false;
   private readonly queuedDuringHello: string[] = [];
-  private readonly timers = new Map<'hello' | 'expiring' | 'expiry' | 'idle' | 'heartbeat', NodeJS.Timeout>();
-  /** The last heartbeat failed: the next failures are not logged again (an outage would fill the log). */
-  private heartbeatFailing = false;
+  private helloTimer: NodeJS.Timeout | null = null;
   /** Resolves once the session row has its final status (or the ending is queued until the store is back). */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -101,7 +98,8 @@ export class Connection {
     this.completed = new RecentResults(deps.resultBudget);
     this.finished = new Promise((r) => (this.resolveFinished = r));
     // One deadline for the whole hello: the frame, the token's verification and the session claim.
-    this.setTimer('hello', deps.options.helloTimeoutMs, () => this.helloDeadlinePassed());
+    this.helloTimer = setTimeout(() => this.helloDeadlinePassed(), deps.options.helloTimeoutMs);
+    this.helloTimer.unref();
     this.watchBytesBeforeHelloAck();
     ws.on('message', (data, isBinary) => this.onMessage(isBinary ? null : data.toString()));
     ws.on('close', (code) => void this.end('disconnected', `client closed (${code})`));
@@ -145,9 +143,9 @@ export class Connection {
     const seconds = this.deps.options.helloTimeoutMs / 1000;
     if (this.state === 'awaiting_hello') return this.refuse(CloseCode.helloTimeout, ErrorCode.helloTimeout, `No hello frame within ${seconds} s.`);
     // Still authenticating: the sign-in service or the session database hangs. A claim that
-    // completes later is ended by end(), so its row never stays `connected`.
-    this.log.warn('hello deadline passed', { step: this.claiming ? 'claim' : 'verify', deadline_s: seconds });
-    if (this.claiming) {
+    // completes later is ended by the lease, so its row never stays `connected`.
+    this.log.warn('hello deadline passed', { step: this.lease ? 'claim' : 'verify', deadline_s: seconds });
+    if (this.lease) {
       return this.refuse(CloseCode.tryAgainLater, ErrorCode.storeUnavailable,
         `The daemon could not record this session within ${seconds} s (its session database is slow or unreachable); reconnect in a moment.`);
     }
@@ -157,6 +155,11 @@ export class Connection {
 
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /** The verified user, once the session row is claimed (null before); follows in-band re-auth. */
+  get identity(): Identity | null {
+    return this.lease?.holder ?? null;
   }
 
   /** Tells the client the daemon is going away; calls in flight continue, new calls are refused. */
@@ -227,26 +230,23 @@ export class Connection {
     }
     if (this.isGone()) return;
 
-    this.claiming = this.deps.store
-      .claim(identity, this.sessionId, this.deps.options.maxConnectionsPerUser, {
-        daemon_id: this.deps.options.daemonId,
-        instance: this.instance,
-        client_version: hello.client?.version ?? null,
-        pid: process.pid,
-      })
-      .then((claim) => {
-        if (claim.ok) this.identity = identity;
-        return claim;
-      });
-    let claim: Awaited<typeof this.claiming>;
+    const { options } = this.deps;
+    const lease = new SessionLease(this.sessionId, { store: this.deps.store, endings: this.deps.endings, log: this.log }, {
+      daemonId: options.daemonId,
+      maxPerUser: options.maxConnectionsPerUser,
+      idleTimeoutSec: options.sessionTimeoutSec,
+      heartbeatSec: options.heartbeatSec,
+    });
+    this.lease = lease;
+    let claim: Awaited<ReturnType<SessionLease['claim']>>;
     try {
-      claim = await this.claiming;
+      claim = await lease.claim(identity, { instance: this.instance, client_version: hello.client?.version ?? null });
     } catch (err) {
       this.log.error('could not record the session', { error: err });
       const message = err instanceof StoreUnavailable ? err.message : 'The daemon could not record this session; it will accept a reconnect once its database is back.';
       return this.refuse(CloseCode.tryAgainLater, ErrorCode.storeUnavailable, message);
     }
-    // The socket may have closed while the claim was in flight; end() then writes the row's final status.
+    // The socket may have closed while the claim was in flight; the lease then writes the row's final status.
     if ((this.state as State) === 'closed') return;
     if (!claim.ok) {
       return this.refuse(CloseCode.tooManyConnections, ErrorCode.tooManyConnections,
@@ -255,20 +255,27 @@ export class Connection {
     if (this.isGone()) return void this.end('disconnected', 'client left during hello');
 
     this.state = 'open';
-    this.clearTimer('hello');
+    this.clearHelloTimer();
     this.stopWatchingBytes();
-    this.lastActivity = Date.now();
     this.log.info('connected', { user: identity.userId, expires_at: identity.expiresAt });
     this.send({
       op: 'hello_ack', ok: true, session_id: this.sessionId,
       user: { id: identity.userId, email: identity.email },
       expires_at: identity.expiresAt, server: { version: VERSION },
     });
-    this.scheduleExpiry();
-    this.scheduleIdleCheck();
-    const heartbeat = setInterval(() => void this.touch(), this.deps.options.heartbeatSec * 1000);
-    heartbeat.unref();
-    this.timers.set('heartbeat', heartbeat);
+    lease.start({
+      inflight: () => this.inflight.size,
+      expiring: (exp) => this.send({ op: 'auth_expiring', expires_at: exp }),
+      // Without an in-band re-auth the connection closes at exp, calls in flight or not.
+      expired: () => this.close(CloseCode.tokenExpired, 'token expired', 'expired'),
+      idle: (idleSeconds) => {
+        this.log.info('idle timeout', { idle_s: idleSeconds });
+        this.close(CloseCode.idleTimeout, 'idle timeout', 'expired');
+      },
+      endedElsewhere: () => {
+        if (this.state === 'open') this.close(CloseCode.sessionEnded, ErrorCode.sessionEnded, 'disconnected');
+      },
+    });
     this.onOpen(this);
     for (const queued of this.queuedDuringHello.splice(0)) this.onMessage(queued);
   }
@@ -292,15 +299,16 @@ export class Connection {
         return this.send({ op: 'error', error: { code: ErrorCode.invalidFrame, message: 'This connection already said hello; use op "auth" to present a new token.' } });
       case 'auth':
         return void this.reauthenticate(frame);
+      // Only work counts as activity: pings and re-auth (the extension sends both by itself) do not.
       case 'list_tools':
-        this.lastActivity = Date.now();
+        this.lease?.activity();
         return this.send({ op: 'list_tools_res', request_id: frame.request_id, tools: this.deps.tools.list() });
       case 'call_tool':
-        this.lastActivity = Date.now();
+        this.lease?.activity();
         return this.callTool(frame);
       case 'cancel': {
         const call = this.inflight.get(frame.request_id);
-        if (call) this.lastActivity = Date.now();
+        if (call) this.lease?.activity();
         call?.controller.abort();
         return this.send({ op: 'cancel_ack', request_id: frame.request_id, ok: call !== undefined });
       }
@@ -309,7 +317,7 @@ export class Connection {
     }
   }
 
-  // ------------------------------------------------------------------ re-auth and expiry
+  // ------------------------------------------------------------------ re-auth
 
   private async reauthenticate(frame: AuthFrame): Promise<void> {
     let next: Identity;
@@ -319,58 +327,16 @@ export class Connection {
       const rejected = err instanceof TokenRejected ? err : new TokenRejected('token_invalid', 'The token could not be verified.');
       return this.send({ op: 'auth_ack', request_id: frame.request_id, ok: false, error: { code: rejected.code, message: rejected.message } });
     }
-    if (this.state !== 'open' || !this.identity) return;
-    if (next.userId !== this.identity.userId) {
+    if (this.state !== 'open' || !this.lease) return;
+    if (!this.lease.renew(next, 'any')) {
       this.log.warn('re-auth refused: token of another user');
       return this.send({
         op: 'auth_ack', request_id: frame.request_id, ok: false,
         error: { code: ErrorCode.userMismatch, message: 'That token belongs to a different user; this connection stays signed in as before. Reconnect to switch users.' },
       });
     }
-    this.identity = next;
-    this.scheduleExpiry();
     this.log.info('re-authenticated', { expires_at: next.expiresAt });
     this.send({ op: 'auth_ack', request_id: frame.request_id, ok: true, expires_at: next.expiresAt });
-  }
-
-  private scheduleExpiry(): void {
-    this.clearTimer('expiring');
-    this.clearTimer('expiry');
-    const exp = this.identity?.expiresAt;
-    if (exp == null) return;
-    const msLeft = exp * 1000 - Date.now();
-    this.setTimer('expiring', msLeft - EXPIRING_NOTICE_SEC * 1000, () => this.send({ op: 'auth_expiring', expires_at: exp }));
-    this.setTimer('expiry', msLeft, () => this.close(CloseCode.tokenExpired, 'token expired', 'expired'));
-  }
-
-  private scheduleIdleCheck(): void {
-    const timeoutMs = this.deps.options.sessionTimeoutSec * 1000;
-    this.setTimer('idle', this.lastActivity + timeoutMs - Date.now(), () => {
-      const idleFor = Date.now() - this.lastActivity;
-      if (idleFor >= timeoutMs && this.inflight.size === 0) {
-        this.log.info('idle timeout', { idle_s: Math.round(idleFor / 1000) });
-        return this.close(CloseCode.idleTimeout, 'idle timeout', 'expired');
-      }
-      if (idleFor >= timeoutMs) this.lastActivity = Date.now(); // a long call counts as activity
-      this.scheduleIdleCheck();
-    });
-  }
-
-  private async touch(): Promise<void> {
-    if (this.state !== 'open' || !this.identity) return;
-    try {
-      const stillConnected = await this.deps.store.touch(this.identity, this.sessionId);
-      if (this.heartbeatFailing) {
-        this.heartbeatFailing = false;
-        this.log.info('heartbeat works again');
-        this.deps.endings.retryNow(); // the store is back: write the endings queued meanwhile now
-      }
-      // The row is the source of truth: a session ended elsewhere ends this connection too.
-      if (!stillConnected && this.state === 'open') this.close(CloseCode.sessionEnded, ErrorCode.sessionEnded, 'disconnected');
-    } catch (err) {
-      if (!this.heartbeatFailing) this.log.warn('heartbeat could not update last_active; not logged again until it works', { error: err });
-      this.heartbeatFailing = true;
-    }
   }
 
   // ------------------------------------------------------------------ tool calls
@@ -461,7 +427,7 @@ export class Connection {
     this.close(code, errorCode, 'disconnected');
   }
 
-  close(code: CloseCode, reason: string, status: 'disconnected' | 'expired'): void {
+  close(code: CloseCode, reason: string, status: FinalStatus): void {
     if (this.state === 'closed') return;
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason.slice(0, 120));
     void this.end(status, reason);
@@ -471,39 +437,25 @@ export class Connection {
     return this.state === 'closed' || this.ws.readyState !== this.ws.OPEN;
   }
 
-  /** Runs once: stops timers and calls, writes the row's final status (retrying), reports. */
-  private async end(status: 'disconnected' | 'expired', reason: string): Promise<void> {
+  /** Runs once: stops the hello and the calls, ends the lease (the row's final status), reports. */
+  private async end(status: FinalStatus, reason: string): Promise<void> {
     if (this.state === 'closed') return;
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    for (const timer of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    this.clearHelloTimer();
     this.stopWatchingBytes();
     this.completed.clear();
     for (const call of this.inflight.values()) call.controller.abort();
     if (wasOpen) this.log.info('closed', { status, reason });
-    const claimed = this.claiming ? await this.claiming.then((c) => c.ok, () => false) : false;
-    if (claimed && this.identity) await this.writeFinalStatus(this.identity, status);
+    // Waits for a claim still in flight; an ending the store cannot take now waits in the daemon-wide queue.
+    await this.lease?.end(status);
     this.onClosed(this);
     this.resolveFinished();
   }
 
-  private async writeFinalStatus(identity: Identity, status: 'disconnected' | 'expired'): Promise<void> {
-    // While the store is down the ending waits in the daemon-wide queue; this does not wait for it.
-    await this.deps.endings.end(identity, this.sessionId, status);
-  }
-
-  private setTimer(name: 'hello' | 'expiring' | 'expiry' | 'idle', ms: number, fn: () => void): void {
-    this.clearTimer(name);
-    const timer = setTimeout(fn, Math.min(Math.max(0, ms), MAX_TIMER_MS));
-    timer.unref();
-    this.timers.set(name, timer);
-  }
-
-  private clearTimer(name: 'hello' | 'expiring' | 'expiry' | 'idle' | 'heartbeat'): void {
-    const timer = this.timers.get(name);
-    if (timer) clearTimeout(timer);
-    this.timers.delete(name);
+  private clearHelloTimer(): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
   }
 }
 

@@ -1,0 +1,189 @@
+// Both transports hold their `mcp_sessions` rows through one lease (server/sessions/lease.ts): a
+// row ended outside the daemon ends the WebSocket connection (4006) and the MCP session (404) at
+// their next heartbeat; an MCP session that ends while the Data API is unreachable gets its ending
+// written once the API is back (the daemon-wide PendingEndings queue, as WebSocket endings do), is
+// dropped, never sent with a dead token, once its user's token expires meanwhile, and its failing
+// heartbeats are logged once, not once a beat. The real daemon behind a proxy that can cut /rest/v1,
+// the PostgREST stand-in (test/postgrest) on a fresh test database. Every wait is bounded.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { HelloAck } from '../../server/protocol';
+import { helloClient, type TestClient } from '../helpers/client';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { mcpConnect, rawMcp, type McpTestClient } from '../helpers/mcp';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg';
+import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { startPostgrest, type Postgrest } from '../postgrest/server';
+
+type OkAck = Extract<HelloAck, { ok: true }>;
+
+const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-session-row-tests';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
+  ]);
+}
+
+async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+describe('session rows: one lease for WebSocket connections and MCP sessions (Data API behind a cut)', function () {
+  this.timeout(40_000);
+  let db: TestDatabase;
+  let jwks: JwksServer;
+  let gateway: Postgrest;
+  /** In front of the gateway: while `restDown`, every /rest/v1 request has its socket destroyed. */
+  let cut: http.Server;
+  let cutUrl: string;
+  let restDown = false;
+  let daemon: RunningDaemon;
+  const clients: TestClient[] = [];
+  const mcpClients: McpTestClient[] = [];
+
+  const mint = (user: TestUser, expiresInSec = 3600) =>
+    mintAccessToken({ key: jwks.keys.es256, issuer: `${cutUrl}/auth/v1`, user, expiresInSec });
+  const helloOk = async (token: string, instance: string) => {
+    const { client, ack } = await helloClient(daemon.url, token, instance);
+    clients.push(client);
+    assert.ok(ack.op === 'hello_ack' && ack.ok, `hello refused: ${JSON.stringify(ack)}`);
+    return { client, sessionId: (ack as OkAck).session_id };
+  };
+  const mcpOpen = async (token: string) => {
+    const c = await mcpConnect(daemon.port, token, 'session-rows');
+    mcpClients.push(c);
+    return c;
+  };
+  /** A ping on an MCP session, raw: the HTTP status (404 once the daemon no longer holds it). */
+  const mcpPing = async (sessionId: string, token: string) =>
+    (await rawMcp(daemon.port, {
+      body: { jsonrpc: '2.0', id: 'p', method: 'ping' },
+      headers: { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' },
+    })).status;
+  const statusOf = async (sessionId: string) =>
+    (await db.query('select connection_status from public.mcp_sessions where session_id = $1', [sessionId]))[0]?.connection_status as string | undefined;
+  const logLines = () => daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+
+  before(async function () {
+    this.timeout(60_000);
+    let anonKey: string;
+    [db, jwks, anonKey] = await Promise.all([createTestDatabase(), startJwksServer(), mintAnonKey(LEGACY_SECRET)]);
+    for (const u of [JAZEEL, MICHELLE]) await db.addUser(u.id, u.email);
+    // Clock skew 0 (PostgREST allows 30 s): a token used after its exp is refused at once.
+    gateway = await startPostgrest({
+      databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, authUpstream: jwks.url, clockSkewSec: 0,
+    });
+    cut = http.createServer((req, res) => {
+      if (restDown && req.url?.startsWith('/rest/v1/')) return void req.socket.destroy();
+      const proxied = http.request(new URL(req.url!, gateway.url), { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      });
+      proxied.on('error', () => res.destroy());
+      req.pipe(proxied);
+    });
+    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
+    cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    daemon = await startDaemon({
+      env: {
+        MCP_ENABLE_MULTI_USER: 'true',
+        SUPABASE_URL: cutUrl,
+        SUPABASE_ANON_KEY: anonKey,
+        EXAI_DAEMON_ID: 'session-rows',
+        EXAI_HEARTBEAT_SECONDS: '1',
+        DATABASE_URL: undefined,
+        SUPABASE_JWT_SECRET: undefined,
+        MCP_SESSION_TIMEOUT: undefined,
+        MCP_MAX_CONNECTIONS_PER_USER: undefined,
+      },
+    });
+  });
+
+  afterEach(async () => {
+    restDown = false;
+    await Promise.all(mcpClients.splice(0).map((c) => c.close()));
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+
+  after(async function () {
+    this.timeout(30_000);
+    try {
+      if (daemon) await within(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon.kill9());
+      cut?.closeAllConnections();
+      await new Promise((r) => (cut ? cut.close(r) : r(null)));
+      await gateway?.close();
+      await jwks?.close();
+    } finally {
+      await db?.drop();
+    }
+  });
+
+  it('a row ended outside the daemon ends its WebSocket (4006) and its MCP session (404) at the next heartbeat', async function () {
+    const wsToken = await mint(JAZEEL);
+    const mcpToken = await mint(MICHELLE);
+    const { client, sessionId: wsSession } = await helloOk(wsToken, 'ended-elsewhere');
+    const mcp = await mcpOpen(mcpToken);
+    const bystander = await helloOk(await mint(JAZEEL), 'bystander');
+    assert.equal(await mcpPing(mcp.sessionId, mcpToken), 200);
+
+    await db.query("update public.mcp_sessions set connection_status = 'disconnected' where session_id = any($1)", [[wsSession, mcp.sessionId]]);
+    const closed = await within(client.closed, 8000, 'the WebSocket closed');
+    assert.equal(closed.code, 4006, JSON.stringify(closed));
+    assert.equal(closed.reason, 'session_ended');
+    await waitFor(async () => (await mcpPing(mcp.sessionId, mcpToken)) === 404, 8000, 'the MCP session ended');
+    assert.equal(await statusOf(wsSession), 'disconnected');
+    assert.equal(await statusOf(mcp.sessionId), 'disconnected');
+    // Only the ended rows: another window of the same user goes on.
+    assert.equal(bystander.client.ws.readyState, bystander.client.ws.OPEN);
+    assert.equal(await statusOf(bystander.sessionId), 'connected');
+  });
+
+  it('an MCP session ended during the cut has its row ended once the API is back; its heartbeat failures are logged once', async function () {
+    const leaving = await mcpOpen(await mint(JAZEEL));
+    // Another MCP session stays open: its heartbeat notices when the API is back.
+    const staying = await mcpOpen(await mint(MICHELLE));
+    const cutAt = Date.now();
+    restDown = true;
+    await within(leaving.transport.terminateSession(), 8000, 'DELETE answered during the cut (the ending is queued, not awaited)');
+    await sleep(3500); // several heartbeats fail; longer than the 3 quick retries MCP endings once gave up after
+    assert.equal(await statusOf(leaving.sessionId), 'connected');
+    const restoredAt = Date.now();
+    restDown = false;
+    await waitFor(async () => (await statusOf(leaving.sessionId)) === 'disconnected', 20_000, 'the row ended after the cut');
+    const failures = logLines().filter((l) => /^heartbeat could not update/.test(l.msg) && l.session === staying.sessionId
+      && Date.parse(l.t) >= cutAt && Date.parse(l.t) <= restoredAt);
+    assert.equal(failures.length, 1, `heartbeat failure lines of the staying session: ${failures.length}`);
+    assert.equal(await statusOf(staying.sessionId), 'connected');
+  });
+
+  it("an MCP session ended during the cut whose token expires meanwhile: its ending is dropped, never sent with the dead token", async function () {
+    const shortLived = await mint(JAZEEL, 4);
+    const leaving = await mcpOpen(shortLived);
+    await mcpOpen(await mint(MICHELLE));
+    restDown = true;
+    await within(leaving.transport.terminateSession(), 8000, 'DELETE answered during the cut');
+    const exp = JSON.parse(Buffer.from(shortLived.split('.')[1], 'base64url').toString()).exp as number;
+    await waitFor(() => Date.now() > exp * 1000 + 500, 10_000, 'the token to expire');
+    const restoredAt = Date.now();
+    restDown = false;
+    await waitFor(
+      () => logLines().find((l) => /token expired while the session store was unavailable/.test(l.msg) && l.session === leaving.sessionId),
+      20_000,
+      'a log line saying the ending was dropped',
+    );
+    const sentAfter = gateway.requests().filter((r) => r.at >= restoredAt && r.fn === 'mcp_close_session' && r.bearer === shortLived);
+    assert.deepEqual(sentAfter, [], 'no request with the expired token');
+    assert.equal(await statusOf(leaving.sessionId), 'connected', 'left for the liveness bound');
+  });
+});
