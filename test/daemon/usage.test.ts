@@ -218,6 +218,16 @@ describe('usage in local mode: every provider call, the providers\' usage shapes
     assert.equal(report.today.total_tokens, expected + 10 + 12);
   });
 
+  it('a Kimi web search (two upstream requests) is one call with the tokens of both rounds', async function () {
+    const client = await open(await start({ KIMI_API_KEY: API_KEY, KIMI_API_URL: fake.baseUrl }));
+    fake.set({ kimiWebSearch: true, usage: { prompt_tokens: 60, completion_tokens: 40 } });
+    okText(await callTool(client, 'chat', { prompt: 'search something', model: 'kimi-k2-0905-preview', web_search: true }));
+    assert.equal(fake.requests().length, 2);
+    const report = await usageOf(client);
+    assert.deepEqual(report.today, { calls: 1, input_tokens: 120, output_tokens: 80, total_tokens: 200 });
+    assert.deepEqual(report.by_model.map((m) => m.model), ['kimi-k2-0905-preview']);
+  });
+
   it('a budget in local mode: one call past it at most, then refused with what is used and when it resets', async function () {
     const client = await open(await start({ EXAI_DAILY_TOKENS_PER_USER: '150' }));
     okText(await callTool(client, 'chat', { prompt: 'first' }));
