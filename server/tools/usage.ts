@@ -3,8 +3,15 @@
 // never visible (RLS in supabase mode, per user in memory in local mode).
 import { z } from 'zod';
 import { StoreUnavailable, type UsageRow, type UsageStore } from '../sessions/store';
-import { describeReset } from './engine/usageMeter';
 import { defineTool, ToolError } from './registry';
+
+/** When a UTC day's budget starts again: "00:00 UTC, in 3 h 12 min" (the extension's status bar says it too). */
+export function describeReset(resetsAt: string, now = Date.now()): string {
+  const minutes = Math.max(1, Math.ceil((Date.parse(resetsAt) - now) / 60_000));
+  const h = Math.floor(minutes / 60);
+  const m = minutes % 60;
+  return `00:00 UTC, in ${h > 0 ? `${h} h ${m} min` : `${m} min`}`;
+}
 
 interface Totals {
   calls: number;

@@ -2,9 +2,9 @@
 // a call reserves, the refusal and reset wording, the usage tool's report, the setting.
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, type ProviderEndpoint } from '../../server/config';
-import { budgetRefusal, describeReset, MAX_OUTPUT_TOKENS_UNDER_BUDGET, reservationTokens, WEB_SEARCH_ALLOWANCE } from '../../server/tools/engine/usageMeter';
+import { budgetRefusal, MAX_OUTPUT_TOKENS_UNDER_BUDGET, reservationTokens, WEB_SEARCH_ALLOWANCE } from '../../server/tools/engine/usageMeter';
 import { MAX_SEARCH_ROUNDS, tokenUsageOf } from '../../server/tools/providers';
-import { usageReport } from '../../server/tools/usage';
+import { describeReset, usageReport } from '../../server/tools/usage';
 
 const endpoint = (name: ProviderEndpoint['name']): ProviderEndpoint =>
   ({ name, baseUrl: 'http://127.0.0.1:1/v1', apiKey: null, keyEnv: 'K', urlEnv: 'U' });

@@ -26,6 +26,7 @@ import {
 } from '../../sessions/store';
 import { MAX_SEARCH_ROUNDS, type ChatMessage, type ModelFeatures, type ResolvedModel, type TokenUsage } from '../providers';
 import { ToolError, type ToolContext } from '../registry';
+import { describeReset } from '../usage';
 
 /** `max_tokens` of every provider request while a daily budget is set: the output bound a call reserves. */
 export const MAX_OUTPUT_TOKENS_UNDER_BUDGET = 16_384;
@@ -66,14 +67,6 @@ export function reservationTokens(messages: ChatMessage[], outputBound: number, 
   const webSearch = features?.webSearch === true;
   const rounds = webSearch && resolved.endpoint.name === 'kimi' ? MAX_SEARCH_ROUNDS : 1;
   return Math.min(USAGE_MAX_TOKENS_PER_CALL, rounds * (input + outputBound + (webSearch ? WEB_SEARCH_ALLOWANCE : 0)));
-}
-
-/** "00:00 UTC, in 3 h 12 min" */
-export function describeReset(resetsAt: string, now = Date.now()): string {
-  const minutes = Math.max(1, Math.ceil((Date.parse(resetsAt) - now) / 60_000));
-  const h = Math.floor(minutes / 60);
-  const m = minutes % 60;
-  return `00:00 UTC, in ${h > 0 ? `${h} h ${m} min` : `${m} min`}`;
 }
 
 const n = (v: number) => v.toLocaleString('en-US');
