@@ -358,3 +358,35 @@ describeUsageStore('MemorySessionStore (local mode)', async () => {
     async close() {},
   };
 }, 'local mode has no database: one OS user, whose rows live in the daemon process');
+
+describe('the mcp_usage functions follow the writes-through-functions model', function () {
+  this.timeout(60000);
+  it('each one a user can call is SECURITY DEFINER with an empty search_path, owned by the table\'s owner; anon and PUBLIC cannot call any', async function () {
+    const db = await createTestDatabase();
+    try {
+      const fns = await db.query<{ name: string; definer: boolean; config: string[] | null; owner: string; table_owner: string; authenticated: boolean; anon: boolean; public_grant: boolean }>(
+        `select p.oid::regprocedure::text as name, p.prosecdef as definer, p.proconfig as config,
+                pg_get_userbyid(p.proowner) as owner,
+                (select pg_get_userbyid(c.relowner) from pg_class c where c.oid = 'public.mcp_usage'::regclass) as table_owner,
+                has_function_privilege('authenticated', p.oid, 'execute') as authenticated,
+                has_function_privilege('anon', p.oid, 'execute') as anon,
+                exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a where a.grantee = 0 and a.privilege_type = 'EXECUTE') as public_grant
+           from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+          where n.nspname = 'public' and p.proname like 'mcp_usage%'
+          order by 1`);
+      // mcp_usage_max_calls_per_day() is an immutable constant (SECURITY INVOKER, reads nothing): anyone may call it.
+      const userFunctions = fns.filter((f) => !f.name.startsWith('mcp_usage_max_calls_per_day('));
+      assert.deepEqual(userFunctions.map((f) => f.name.replace(/\(.*/, '')), ['mcp_usage_reserve', 'mcp_usage_settle', 'mcp_usage_summary']);
+      for (const f of userFunctions) {
+        assert.equal(f.authenticated, true, `${f.name}: signed-in users call it`);
+        assert.equal(f.definer, true, `${f.name} is SECURITY DEFINER`);
+        assert.deepEqual(f.config, ['search_path=""'], `${f.name} has an empty search_path`);
+        assert.equal(f.owner, f.table_owner, `${f.name} is owned by the table's owner`);
+        assert.equal(f.anon, false, `${f.name}: anon cannot call it`);
+        assert.equal(f.public_grant, false, `${f.name}: no EXECUTE for PUBLIC`);
+      }
+    } finally {
+      await db.drop();
+    }
+  });
+});

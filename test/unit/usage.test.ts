@@ -2,8 +2,11 @@
 // a call reserves, the refusal and reset wording, the usage tool's report, the setting.
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig, type ProviderEndpoint } from '../../server/config';
-import { budgetRefusal, MAX_OUTPUT_TOKENS_UNDER_BUDGET, reservationTokens, WEB_SEARCH_ALLOWANCE } from '../../server/tools/engine/usageMeter';
+import type { Logger } from '../../server/log';
+import { StoreUnavailable, type UsageCounts, type UsageReservationRequest, type UsageStore } from '../../server/sessions/store';
+import { budgetRefusal, MAX_OUTPUT_TOKENS_UNDER_BUDGET, reservationTokens, UsageMeter, WEB_SEARCH_ALLOWANCE } from '../../server/tools/engine/usageMeter';
 import { MAX_SEARCH_ROUNDS, tokenUsageOf } from '../../server/tools/providers';
+import { ToolError, type ToolContext } from '../../server/tools/registry';
 import { describeReset, usageReport } from '../../server/tools/usage';
 
 const endpoint = (name: ProviderEndpoint['name']): ProviderEndpoint =>
@@ -98,5 +101,78 @@ describe('EXAI_DAILY_TOKENS_PER_USER', function () {
       assert.throws(() => loadConfig([], { EXAI_DAILY_TOKENS_PER_USER: bad }),
         (err: unknown) => err instanceof ConfigError && /^EXAI_DAILY_TOKENS_PER_USER must be a whole number from 1 to 1000000000000/.test(err.message), bad);
     }
+  });
+});
+
+describe('UsageMeter (reserve before, settle after)', function () {
+  const identity = { userId: 'u1', email: null, authSessionId: null, expiresAt: null, claims: {}, accessToken: 't' };
+  const resolved = { endpoint: endpoint('custom'), model: 'm' };
+  const messages = [{ role: 'user' as const, content: 'x'.repeat(40) }];
+
+  function harness(store: Partial<UsageStore>) {
+    const lines: { level: string; msg: string }[] = [];
+    const log: Logger = {
+      debug: (msg) => lines.push({ level: 'debug', msg }), info: (msg) => lines.push({ level: 'info', msg }),
+      warn: (msg) => lines.push({ level: 'warn', msg }), error: (msg) => lines.push({ level: 'error', msg }),
+      child: () => log,
+    };
+    const ctx = { identity, log } as unknown as ToolContext;
+    return { ctx, lines, store: store as UsageStore };
+  }
+  const day = { usedTokens: 0, heldTokens: 0, heldCalls: 0, resetsAt: '2026-12-06T00:00:00.000Z' };
+
+  it('with a budget: a store that cannot reserve refuses the call (store_unavailable); without one the call goes ahead, logged', async function () {
+    const h = harness({ reserveUsage: async () => { throw new StoreUnavailable('The session database is unreachable (ECONNREFUSED); try again.'); } });
+    const strict = new UsageMeter({ store: h.store, dailyLimit: 1000, providerTimeoutSec: 120 });
+    await assert.rejects(strict.begin(h.ctx, { tool: 'chat', resolved, messages }), (err: unknown) =>
+      err instanceof ToolError && err.code === 'store_unavailable' && /has a daily token budget and could not check yours, so the call was not made: The session database is unreachable/.test(err.message));
+    const lenient = new UsageMeter({ store: h.store, dailyLimit: null, providerTimeoutSec: 120 });
+    const call = await lenient.begin(h.ctx, { tool: 'chat', resolved, messages });
+    await call.settle(); // nothing reserved, nothing to settle
+    assert.ok(h.lines.some((l) => l.level === 'warn' && /goes ahead unrecorded/.test(l.msg)));
+    assert.equal(lenient.maxOutputTokens, undefined, 'no budget: no max_tokens');
+    assert.equal(strict.maxOutputTokens, MAX_OUTPUT_TOKENS_UNDER_BUDGET);
+  });
+
+  it('reserves the bound for the provider deadline plus a minute; settles with the reported counts, an estimate, or nothing', async function () {
+    const requests: UsageReservationRequest[] = [];
+    const settled: UsageCounts[] = [];
+    const h = harness({
+      reserveUsage: async (_c, r) => { requests.push(r); return { ok: true, reservation: { id: requests.length, key: 'k' }, ...day }; },
+      settleUsage: async (_c, _r, counts) => { settled.push(counts); return true; },
+    });
+    const meter = new UsageMeter({ store: h.store, dailyLimit: 5000, providerTimeoutSec: 120 });
+    const reported = await meter.begin(h.ctx, { tool: 'debug', resolved, messages });
+    reported.addText('some text');
+    reported.addUsage({ inputTokens: 10, outputTokens: 5 });
+    reported.addUsage({ inputTokens: 20, outputTokens: 7 });
+    await reported.settle();
+    const silent = await meter.begin(h.ctx, { tool: 'chat', resolved, messages });
+    silent.addText('y'.repeat(46));
+    await silent.settle();
+    const failed = await meter.begin(h.ctx, { tool: 'chat', resolved, messages });
+    await failed.settle();
+    assert.deepEqual(requests[0], { tool: 'debug', model: 'm', tokens: reservationTokens(messages, MAX_OUTPUT_TOKENS_UNDER_BUDGET, resolved), dailyLimit: 5000, holdSeconds: 180 });
+    assert.deepEqual(settled, [
+      { inputTokens: 30, outputTokens: 12, estimated: false },
+      { inputTokens: 10, outputTokens: 12, estimated: true },
+      { inputTokens: 0, outputTokens: 0, estimated: false },
+    ]);
+  });
+
+  it('a refusal by the budget is budget_exhausted with the sentence; a settlement that fails is logged, never thrown', async function () {
+    const h = harness({
+      reserveUsage: async () => ({ ok: false, refused: 'budget', ...day, usedTokens: 1200 }),
+    });
+    const meter = new UsageMeter({ store: h.store, dailyLimit: 1000, providerTimeoutSec: 120 });
+    await assert.rejects(meter.begin(h.ctx, { tool: 'chat', resolved, messages }), (err: unknown) =>
+      err instanceof ToolError && err.code === 'budget_exhausted' && /^Your daily token budget is spent: 1,200 of your 1,000 tokens/.test(err.message));
+    const h2 = harness({
+      reserveUsage: async () => ({ ok: true, reservation: { id: 1, key: 'k' }, ...day }),
+      settleUsage: async () => { throw new StoreUnavailable('down'); },
+    });
+    const call = await new UsageMeter({ store: h2.store, dailyLimit: 1000, providerTimeoutSec: 120 }).begin(h2.ctx, { tool: 'chat', resolved, messages });
+    await call.settle();
+    assert.ok(h2.lines.some((l) => l.level === 'warn' && /could not settle/.test(l.msg)));
   });
 });
