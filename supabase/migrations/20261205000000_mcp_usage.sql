@@ -256,9 +256,11 @@ $$;
 
 -- PUBLIC has EXECUTE on new functions by default and Supabase grants it to anon: revoke, then grant
 -- signed-in users only.
+revoke all on function public.mcp_usage_max_calls_per_day() from public, anon;
 revoke all on function public.mcp_usage_reserve(text, text, bigint, bigint, int, text) from public, anon;
 revoke all on function public.mcp_usage_settle(bigint, text, bigint, bigint, boolean) from public, anon;
 revoke all on function public.mcp_usage_summary() from public, anon;
+grant execute on function public.mcp_usage_max_calls_per_day() to authenticated;
 grant execute on function public.mcp_usage_reserve(text, text, bigint, bigint, int, text) to authenticated;
 grant execute on function public.mcp_usage_settle(bigint, text, bigint, bigint, boolean) to authenticated;
 grant execute on function public.mcp_usage_summary() to authenticated;

@@ -374,7 +374,7 @@ describe('the mcp_usage functions follow the writes-through-functions model', fu
            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
           where n.nspname = 'public' and p.proname like 'mcp_usage%'
           order by 1`);
-      // mcp_usage_max_calls_per_day() is an immutable constant (SECURITY INVOKER, reads nothing): anyone may call it.
+      // mcp_usage_max_calls_per_day() is an immutable constant (SECURITY INVOKER, reads nothing).
       const userFunctions = fns.filter((f) => !f.name.startsWith('mcp_usage_max_calls_per_day('));
       assert.deepEqual(userFunctions.map((f) => f.name.replace(/\(.*/, '')), ['mcp_usage_reserve', 'mcp_usage_settle', 'mcp_usage_summary']);
       for (const f of userFunctions) {
