@@ -64,7 +64,7 @@ describe('the budget wording', function () {
     assert.match(message, /Try again when they finish \(their unused tokens come back\), or after it resets at 00:00 UTC, in 3 h 12 min\.$/);
   });
   it('the calls-per-day bound has its own sentence', function () {
-    assert.match(budgetRefusal(100, { usedTokens: 0, heldTokens: 0, heldCalls: 0, resetsAt }, 'calls', now), /most provider calls one account may make in a UTC day; it resets at 00:00 UTC, in 3 h 12 min/);
+    assert.match(budgetRefusal(100, { usedTokens: 0, heldTokens: 0, heldCalls: 0, resetsAt }, 'calls', now), /^You have made 20,000 provider calls today, the most one account may make in a UTC day; it resets at 00:00 UTC, in 3 h 12 min\.$/);
   });
 });
 

@@ -10,15 +10,17 @@
 //   input   the UTF-8 bytes of every message, plus a few tokens per message for the chat template
 //           (a token of the byte-level BPE tokenizers these providers use covers at least one byte);
 //   output  the max_tokens sent with the request: MAX_OUTPUT_TOKENS_UNDER_BUDGET, only when a budget is set;
-//   rounds  a Kimi web search is up to MAX_SEARCH_ROUNDS requests, each with the bound above;
-//   search  web search results enter the prompt on the provider's side, out of our sight:
-//           WEB_SEARCH_ALLOWANCE per round is held for them (an allowance, not a bound).
+//   search  with web search the hold is an allowance, not a bound: the results enter the prompt on the
+//           provider's side, out of our sight, and a Kimi search is up to MAX_SEARCH_ROUNDS requests
+//           whose prompts grow by the earlier rounds. Each round holds the bound above plus
+//           WEB_SEARCH_ALLOWANCE. Plain calls (no web search) hold a true bound.
 // After the call the hold is replaced by the provider's counts (`usage` on the last stream chunk), or,
 // when a provider reports none, by an estimate from the text (marked as such). Without a budget the
 // call is still recorded, and a store that cannot record it does not stop the call (it is logged);
 // with a budget a call whose reservation cannot be made is refused: the budget could not be checked.
 import {
   StoreUnavailable,
+  USAGE_CALLS_PER_DAY,
   USAGE_MAX_TOKENS_PER_CALL,
   type UsageDay,
   type UsageReservation,
@@ -75,7 +77,7 @@ const n = (v: number) => v.toLocaleString('en-US');
 export function budgetRefusal(limit: number, day: UsageDay, refused: 'budget' | 'calls', now = Date.now()): string {
   const reset = describeReset(day.resetsAt, now);
   if (refused === 'calls') {
-    return `You have made the most provider calls one account may make in a UTC day; it resets at ${reset}.`;
+    return `You have made ${n(USAGE_CALLS_PER_DAY)} provider calls today, the most one account may make in a UTC day; it resets at ${reset}.`;
   }
   const used = `${n(day.usedTokens)} of your ${n(limit)} tokens for today are used (EXAI_DAILY_TOKENS_PER_USER)`;
   if (day.heldTokens > 0 && day.usedTokens < limit) {
