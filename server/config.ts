@@ -53,6 +53,8 @@ export interface DaemonConfig {
   logMaxBytes: number;
   /** Bounds on the `files` of the model tools. */
   files: FileLimits;
+  /** Tokens (in + out) one user may spend per UTC day through the model tools, across every daemon on the database; null: unlimited. */
+  dailyTokensPerUser: number | null;
 }
 
 /** One OpenAI-compatible endpoint the chat tool may call. */
@@ -122,7 +124,7 @@ environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SU
   EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
   EXAI_PROVIDER_MAX_CONCURRENT, EXAI_PROVIDER_QUEUE_LENGTH, EXAI_PROVIDER_MAX_RETRIES,
-  EXAI_FILES_MAX_FILE_BYTES, EXAI_FILES_MAX_CALL_BYTES,
+  EXAI_FILES_MAX_FILE_BYTES, EXAI_FILES_MAX_CALL_BYTES, EXAI_DAILY_TOKENS_PER_USER,
   KIMI_API_KEY, KIMI_API_URL, GLM_API_KEY, GLM_API_URL, EXAI_PUBLIC_HOSTS, EXAI_MAX_UNAUTHENTICATED,
   EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, EXAI_LOG_MAX_MB`;
 
@@ -262,6 +264,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxUnauthenticatedPerAddress: integer('EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS', env.EXAI_MAX_UNAUTHENTICATED_PER_ADDRESS, 128, 1, 100_000),
     logMaxBytes: integer('EXAI_LOG_MAX_MB', env.EXAI_LOG_MAX_MB, 50, 1, 100_000) * 1024 * 1024,
     files: fileLimits(env),
+    dailyTokensPerUser: env.EXAI_DAILY_TOKENS_PER_USER?.trim()
+      ? integer('EXAI_DAILY_TOKENS_PER_USER', env.EXAI_DAILY_TOKENS_PER_USER, 0, 1, 1_000_000_000_000)
+      : null,
   };
 }
 

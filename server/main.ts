@@ -12,7 +12,7 @@ import { MemorySessionStore } from './sessions/memoryStore';
 import { DataApiSessionStore } from './sessions/dataApiStore';
 import { PgSessionStore } from './sessions/pgStore';
 import { PendingEndings } from './sessions/pendingEndings';
-import type { SessionStore, ThreadStore } from './sessions/store';
+import type { SessionStore, ThreadStore, UsageStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
 import { createModelTools } from './tools/family';
 import { Providers } from './tools/providers';
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   // The Data API writes each ending with the user's own token, which can expire while it is down.
   const endings = new PendingEndings({ store, log, needsLiveToken: config.sessionStore === 'data-api' });
   const providers = new Providers(config.providers);
-  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec, max_concurrent: config.providers.maxConcurrent, queue_length: config.providers.queueLength, max_retries: config.providers.maxRetries });
+  if (providers.configured) log.info('chat providers', { providers: providers.describe(), default_model: config.providers.defaultModel, timeout_s: config.providers.timeoutSec, max_concurrent: config.providers.maxConcurrent, queue_length: config.providers.queueLength, max_retries: config.providers.maxRetries, daily_tokens_per_user: config.dailyTokensPerUser });
   else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
@@ -107,7 +107,9 @@ async function main(): Promise<void> {
   }
 
   // One registry, two transports: the WebSocket protocol and MCP on /mcp serve the same tools.
-  const tools = new ToolRegistry().register(...builtinTools, ...createModelTools({ providers, threads: store, files: config.files }));
+  const tools = new ToolRegistry().register(...builtinTools, ...createModelTools({
+    providers, threads: store, usage: store, files: config.files, dailyTokensPerUser: config.dailyTokensPerUser,
+  }));
   const mcp = createMcpEndpoint({ verifier, store, endings, tools, log }, {
     mode: config.mode,
     daemonId: config.daemonId,
@@ -251,7 +253,7 @@ function exitWhenUnused(server: DaemonServer, config: DaemonConfig, log: Logger,
 }
 
 /** local: in memory; DATABASE_URL: direct Postgres; otherwise the Supabase Data API with each user's own JWT. */
-function createStore(config: DaemonConfig, log: Logger): SessionStore & ThreadStore {
+function createStore(config: DaemonConfig, log: Logger): SessionStore & ThreadStore & UsageStore {
   switch (config.sessionStore) {
     case 'memory':
       return new MemorySessionStore();

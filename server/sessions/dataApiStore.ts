@@ -29,6 +29,13 @@ import {
   type ThreadRole,
   type ThreadStore,
   type ThreadSummary,
+  type ReserveOutcome,
+  type UsageCounts,
+  type UsageReservation,
+  type UsageReservationRequest,
+  type UsageRow,
+  type UsageStore,
+  newSettleKey,
 } from './store';
 
 export interface DataApiSessionStoreOptions {
@@ -54,7 +61,7 @@ interface PostgrestError {
   hint?: unknown;
 }
 
-export class DataApiSessionStore implements SessionStore, ThreadStore {
+export class DataApiSessionStore implements SessionStore, ThreadStore, UsageStore {
   private readonly restUrl: string;
   private readonly host: string;
   private readonly timeoutMs: number;
@@ -163,6 +170,48 @@ export class DataApiSessionStore implements SessionStore, ThreadStore {
     });
   }
 
+  // ---------------------------------------------------------------- usage (mcp_usage_* functions)
+
+  async reserveUsage(caller: Identity, request: UsageReservationRequest): Promise<ReserveOutcome> {
+    const key = newSettleKey();
+    const body = await this.rpc(caller, 'mcp_usage_reserve', {
+      p_tool: request.tool, p_model: request.model, p_tokens: request.tokens, p_daily_limit: request.dailyLimit,
+      p_hold_seconds: request.holdSeconds, p_settle_key: key,
+    });
+    const row = Array.isArray(body) ? body[0] : undefined;
+    if (!isObject(row) || typeof row.used_tokens !== 'number' || typeof row.held_tokens !== 'number' || typeof row.held_calls !== 'number') {
+      throw this.unexpected('mcp_usage_reserve');
+    }
+    const day = {
+      usedTokens: row.used_tokens, heldTokens: row.held_tokens, heldCalls: row.held_calls,
+      resetsAt: isoTime(row.resets_at, () => this.unexpected('mcp_usage_reserve')),
+    };
+    if (typeof row.reservation_id !== 'number') return { ok: false, refused: row.refused === 'calls' ? 'calls' : 'budget', ...day };
+    return { ok: true, reservation: { id: row.reservation_id, key }, ...day };
+  }
+
+  async settleUsage(caller: Identity, reservation: UsageReservation, counts: UsageCounts): Promise<boolean> {
+    const body = await this.rpc(caller, 'mcp_usage_settle', {
+      p_reservation_id: reservation.id, p_settle_key: reservation.key,
+      p_input_tokens: counts.inputTokens, p_output_tokens: counts.outputTokens, p_estimated: counts.estimated,
+    });
+    if (typeof body !== 'boolean') throw this.unexpected('mcp_usage_settle');
+    return body;
+  }
+
+  async usageSummary(caller: Identity): Promise<UsageRow[]> {
+    const body = await this.rpc(caller, 'mcp_usage_summary', {});
+    if (!Array.isArray(body)) throw this.unexpected('mcp_usage_summary');
+    return body.map((r) => {
+      if (!isObject(r) || (r.period !== 'today' && r.period !== 'month') || typeof r.model !== 'string') throw this.unexpected('mcp_usage_summary');
+      const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+      return {
+        period: r.period, model: r.model, calls: n(r.calls), inputTokens: n(r.input_tokens), outputTokens: n(r.output_tokens),
+        heldCalls: n(r.held_calls), heldTokens: n(r.held_tokens),
+      };
+    });
+  }
+
   async end(): Promise<void> {
     // Nothing to release: each call is one HTTP request (fetch's keep-alive sockets are unref'd).
   }
@@ -216,7 +265,7 @@ export class DataApiSessionStore implements SessionStore, ThreadStore {
     // SQLSTATE 42501 insufficient_privilege: PostgREST answers 403 for a signed-in role, 401 for anon.
     if (code === '42501') return this.rlsRefused(cause);
     if (code === 'PGRST202' || (status === 404 && code === '42883')) {
-      const what = fn.startsWith('mcp_thread') ? 'mcp_threads' : 'mcp_sessions';
+      const what = fn.startsWith('mcp_thread') ? 'mcp_threads' : fn.startsWith('mcp_usage') ? 'mcp_usage' : 'mcp_sessions';
       return new StoreUnavailable(`The ${what} functions are missing on the Supabase project; apply supabase/migrations (supabase db push).`, cause);
     }
     if (status === 401 && !code && /api ?key/i.test(message)) {

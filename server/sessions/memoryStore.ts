@@ -2,11 +2,21 @@
 // process. It follows the same rules as the SQL functions of supabase/migrations/ (limit counts live
 // rows, own rows only, only the daemon's metadata keys kept, 50 ended rows kept per user; threads:
 // own threads only, last-N messages oldest first, the same retention bounds as mcp_thread_create /
-// mcp_thread_append: the oldest threads and the oldest messages of a long thread are dropped).
+// mcp_thread_append: the oldest threads and the oldest messages of a long thread are dropped; usage:
+// as mcp_usage_reserve / _settle / _summary, per UTC day, holds that expire, USAGE_CALLS_PER_DAY).
 import { randomUUID } from 'node:crypto';
 import type { Identity } from '../auth/identity';
 import {
   ThreadNotFound,
+  USAGE_CALLS_PER_DAY,
+  USAGE_MAX_TOKENS_PER_CALL,
+  newSettleKey,
+  type ReserveOutcome,
+  type UsageCounts,
+  type UsageReservation,
+  type UsageReservationRequest,
+  type UsageRow,
+  type UsageStore,
   type ClaimResult,
   type SessionMetadata,
   type SessionRow,
@@ -34,15 +44,36 @@ interface MemoryThread {
   bytes: number;
 }
 
+interface MemoryUsage {
+  id: number;
+  user_id: string;
+  /** YYYY-MM-DD, UTC. */
+  day: string;
+  tool: string;
+  model: string;
+  state: 'reserved' | 'settled';
+  reservedTokens: number;
+  holdUntil: number;
+  key: string;
+  inputTokens: number;
+  outputTokens: number;
+  estimated: boolean;
+}
+
 interface MemoryRow extends SessionRow {
   user_id: string;
 }
 
-export class MemorySessionStore implements SessionStore, ThreadStore {
+export class MemorySessionStore implements SessionStore, ThreadStore, UsageStore {
   private readonly rows = new Map<string, MemoryRow>();
   /** Insertion order = creation order. */
   private readonly threads = new Map<string, MemoryThread>();
   private nextMessageId = 1;
+  private readonly usage = new Map<number, MemoryUsage>();
+  private nextUsageId = 1;
+
+  /** For tests: the clock the usage rules read. */
+  constructor(private readonly now: () => number = Date.now) {}
 
   async recoverAbandoned(): Promise<number> {
     return 0; // nothing outlives the process
@@ -121,6 +152,75 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
       .map((t) => ({ id: t.id, title: t.title, created_at: t.created_at, updated_at: t.updated_at, message_count: t.messages.length }));
   }
 
+  // ---------------------------------------------------------------- usage
+
+  async reserveUsage(caller: Identity, request: UsageReservationRequest): Promise<ReserveOutcome> {
+    checkLength('tool', request.tool, 64);
+    checkLength('model', request.model, 128);
+    checkTokens('tokens', request.tokens);
+    if (request.dailyLimit !== null && !(Number.isSafeInteger(request.dailyLimit) && request.dailyLimit >= 0)) throw new Error('usage: daily limit must be >= 0 or null');
+    if (!(Number.isInteger(request.holdSeconds) && request.holdSeconds >= 1 && request.holdSeconds <= 7200)) throw new Error('usage: hold seconds must be 1-7200');
+    // One process, no await between the sum and the insert: nothing can interleave.
+    const now = this.now();
+    const today = utcDay(now);
+    const keepFrom = firstOfPreviousMonth(today);
+    for (const row of this.usage.values()) {
+      if (row.user_id !== caller.userId) continue;
+      if (row.day < keepFrom || (row.state === 'reserved' && row.day < utcDay(Date.parse(`${today}T00:00:00Z`) - 86_400_000))) this.usage.delete(row.id);
+    }
+    const rows = [...this.usage.values()].filter((r) => r.user_id === caller.userId && r.day === today);
+    const live = rows.filter((r) => r.state === 'reserved' && r.holdUntil > now);
+    const day = {
+      usedTokens: rows.filter((r) => r.state === 'settled').reduce((n, r) => n + r.inputTokens + r.outputTokens, 0),
+      heldTokens: live.reduce((n, r) => n + r.reservedTokens, 0),
+      heldCalls: live.length,
+      resetsAt: new Date(Date.parse(`${today}T00:00:00Z`) + 86_400_000).toISOString(),
+    };
+    if (rows.length >= USAGE_CALLS_PER_DAY) return { ok: false, refused: 'calls', ...day };
+    if (request.dailyLimit !== null && day.usedTokens + day.heldTokens >= request.dailyLimit) return { ok: false, refused: 'budget', ...day };
+    const reservation = { id: this.nextUsageId++, key: newSettleKey() };
+    this.usage.set(reservation.id, {
+      id: reservation.id, user_id: caller.userId, day: today, tool: request.tool, model: request.model, state: 'reserved',
+      reservedTokens: request.tokens, holdUntil: now + request.holdSeconds * 1000, key: reservation.key, inputTokens: 0, outputTokens: 0, estimated: false,
+    });
+    return { ok: true, reservation, ...day };
+  }
+
+  async settleUsage(caller: Identity, reservation: UsageReservation, counts: UsageCounts): Promise<boolean> {
+    checkTokens('input tokens', counts.inputTokens);
+    checkTokens('output tokens', counts.outputTokens);
+    const row = this.usage.get(reservation.id);
+    if (!row || row.user_id !== caller.userId || row.state !== 'reserved' || row.key !== reservation.key) return false;
+    Object.assign(row, { state: 'settled', inputTokens: counts.inputTokens, outputTokens: counts.outputTokens, estimated: counts.estimated });
+    return true;
+  }
+
+  async usageSummary(caller: Identity): Promise<UsageRow[]> {
+    const now = this.now();
+    const today = utcDay(now);
+    const month = today.slice(0, 7);
+    const byKey = new Map<string, UsageRow>();
+    for (const r of this.usage.values()) {
+      if (r.user_id !== caller.userId || !r.day.startsWith(month)) continue;
+      for (const period of r.day === today ? (['today', 'month'] as const) : (['month'] as const)) {
+        const key = `${period}\u0000${r.model}`;
+        const row = byKey.get(key) ?? { period, model: r.model, calls: 0, inputTokens: 0, outputTokens: 0, heldCalls: 0, heldTokens: 0 };
+        if (r.state === 'settled') {
+          row.calls++;
+          row.inputTokens += r.inputTokens;
+          row.outputTokens += r.outputTokens;
+        } else if (period === 'today' && r.holdUntil > now) {
+          row.heldCalls++;
+          row.heldTokens += r.reservedTokens;
+        }
+        byKey.set(key, row);
+      }
+    }
+    return [...byKey.values()]
+      .filter((r) => r.calls > 0 || r.heldCalls > 0)
+      .sort((a, b) => (a.period === b.period ? a.model.localeCompare(b.model) : a.period === 'today' ? -1 : 1));
+  }
+
   private ownThread(caller: Identity, threadId: string): MemoryThread {
     const thread = this.threads.get(threadId);
     if (!thread || thread.user_id !== caller.userId) throw new ThreadNotFound(threadId);
@@ -135,4 +235,22 @@ export class MemorySessionStore implements SessionStore, ThreadStore {
     const ended = this.own(caller).filter((r) => r.connection_status !== 'connected');
     for (const row of ended.slice(0, Math.max(0, ended.length - ENDED_ROWS_KEPT_PER_USER))) this.rows.delete(row.session_id);
   }
+}
+
+function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+function firstOfPreviousMonth(day: string): string {
+  const d = new Date(`${day.slice(0, 7)}-01T00:00:00Z`);
+  d.setUTCMonth(d.getUTCMonth() - 1);
+  return d.toISOString().slice(0, 10);
+}
+
+function checkLength(what: string, value: string, max: number): void {
+  if (typeof value !== 'string' || value.length < 1 || value.length > max) throw new Error(`usage: ${what} must be 1-${max} characters`);
+}
+
+function checkTokens(what: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > USAGE_MAX_TOKENS_PER_CALL) throw new Error(`usage: ${what} must be 0-${USAGE_MAX_TOKENS_PER_CALL}`);
 }

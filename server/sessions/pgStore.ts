@@ -16,6 +16,13 @@ import {
   type ThreadRole,
   type ThreadStore,
   type ThreadSummary,
+  type ReserveOutcome,
+  type UsageCounts,
+  type UsageReservation,
+  type UsageReservationRequest,
+  type UsageRow,
+  type UsageStore,
+  newSettleKey,
 } from './store';
 
 export interface PgSessionStoreOptions {
@@ -23,7 +30,7 @@ export interface PgSessionStoreOptions {
   max?: number;
 }
 
-export class PgSessionStore implements SessionStore, ThreadStore {
+export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
   private readonly pool: Pool;
   /** Clients whose connection failed: released with an error, so the pool closes them. */
   private readonly broken = new WeakSet<PoolClient>();
@@ -148,6 +155,46 @@ export class PgSessionStore implements SessionStore, ThreadStore {
       created_at: r.created_at.toISOString(),
       updated_at: r.updated_at.toISOString(),
       message_count: r.message_count,
+    }));
+  }
+
+  // ---------------------------------------------------------------- usage (mcp_usage_* functions)
+
+  async reserveUsage(caller: Identity, request: UsageReservationRequest): Promise<ReserveOutcome> {
+    const key = newSettleKey();
+    const row = await this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ reservation_id: string | null; refused: 'budget' | 'calls' | null; used_tokens: string; held_tokens: string; held_calls: number; resets_at: Date }>(
+        'select reservation_id, refused, used_tokens, held_tokens, held_calls, resets_at from public.mcp_usage_reserve($1, $2, $3, $4, $5, $6)',
+        [request.tool, request.model, request.tokens, request.dailyLimit, request.holdSeconds, key],
+      );
+      return rows[0];
+    });
+    // bigint arrives as a string; the SQL bounds keep every value far below 2^53.
+    const day = { usedTokens: Number(row.used_tokens), heldTokens: Number(row.held_tokens), heldCalls: row.held_calls, resetsAt: row.resets_at.toISOString() };
+    if (row.reservation_id === null) return { ok: false, refused: row.refused ?? 'budget', ...day };
+    return { ok: true, reservation: { id: Number(row.reservation_id), key }, ...day };
+  }
+
+  async settleUsage(caller: Identity, reservation: UsageReservation, counts: UsageCounts): Promise<boolean> {
+    return this.asUser(caller, async (c) => {
+      const { rows } = await c.query<{ settled: boolean }>(
+        'select public.mcp_usage_settle($1, $2, $3, $4, $5) as settled',
+        [reservation.id, reservation.key, counts.inputTokens, counts.outputTokens, counts.estimated],
+      );
+      return rows[0].settled;
+    });
+  }
+
+  async usageSummary(caller: Identity): Promise<UsageRow[]> {
+    const rows = await this.asUser(caller, async (c) => {
+      const result = await c.query<{ period: 'today' | 'month'; model: string; calls: number; input_tokens: string; output_tokens: string; held_calls: number; held_tokens: string }>(
+        'select period, model, calls, input_tokens, output_tokens, held_calls, held_tokens from public.mcp_usage_summary()',
+      );
+      return result.rows;
+    });
+    return rows.map((r) => ({
+      period: r.period, model: r.model, calls: r.calls, inputTokens: Number(r.input_tokens), outputTokens: Number(r.output_tokens),
+      heldCalls: r.held_calls, heldTokens: Number(r.held_tokens),
     }));
   }
 

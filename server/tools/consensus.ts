@@ -67,7 +67,7 @@ export function createConsensusTool(engine: ChatEngine) {
         synthesisText = await engine.ask(ctx, synthesis, [
           { role: 'system', content: synthesisPrompt },
           { role: 'user', content: synthesisInput(args.prompt, outcomes) },
-        ], { temperature: args.temperature, stream: true });
+        ], { tool: 'consensus', temperature: args.temperature, stream: true });
       } catch (err) {
         if (ctx.signal.aborted) throw err;
         synthesisError = err instanceof ToolError ? err.message : 'the synthesis failed unexpectedly';
@@ -93,7 +93,7 @@ async function answerOf(engine: ChatEngine, ctx: ToolContext, model: string, mes
   let resolved: ResolvedModel;
   try {
     resolved = engine.providers.resolve(model);
-    const answer = await engine.ask(ctx, resolved, messages, { temperature, stream: false, noticePrefix: `[consensus: ${model}]` });
+    const answer = await engine.ask(ctx, resolved, messages, { tool: 'consensus', temperature, stream: false, noticePrefix: `[consensus: ${model}]` });
     ctx.progress(`[consensus: ${model} answered]\n${answer}\n`);
     return { model, ok: true, answer };
   } catch (err) {

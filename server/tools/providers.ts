@@ -63,6 +63,16 @@ export interface ChatRequest {
   onNotice?(message: string): void;
   /** Where waits, refusals and retries are logged (never a key). */
   log?: Logger;
+  /** Sent as `max_tokens` (the bound a daily budget reserves); undefined sends nothing: the model's own default. */
+  maxOutputTokens?: number;
+  /** The tokens of each upstream request, as the provider reported them (a Kimi web search makes several). */
+  onUsage?(usage: TokenUsage): void;
+}
+
+/** One upstream request's tokens, as the provider reported them. */
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
 }
 
 export interface ResolvedModel {
@@ -271,6 +281,11 @@ export class Providers {
     const body: Record<string, unknown> = {
       model,
       stream: true,
+      // The usage of a streamed answer comes only when asked for: then one last chunk carries it
+      // (OpenAI: `choices: []` and a top-level `usage`; GLM: `usage` beside the final choice; Kimi:
+      // the same final chunk, older answers inside `choices[0].usage`). See tokenUsageOf().
+      stream_options: { include_usage: true },
+      ...(request.maxOutputTokens !== undefined ? { max_tokens: request.maxOutputTokens } : {}),
       ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
       ...requestFeatures(endpoint.name, features),
     };
@@ -308,7 +323,7 @@ export class Providers {
     const { endpoint, model } = resolved;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.streamOnce(endpoint, body, signal, Math.max(1, deadlineAt - Date.now()), onText);
+        return await this.streamOnce(endpoint, body, signal, Math.max(1, deadlineAt - Date.now()), onText, request.onUsage);
       } catch (err) {
         if (request.signal.aborted) throw err; // cancelled by the caller: the registry reports `cancelled`
         const waitMs = attempt < this.settings.maxRetries ? retryDelayMs(err) : null;
@@ -330,9 +345,11 @@ export class Providers {
 
   private async streamOnce(
     endpoint: ProviderEndpoint, body: Record<string, unknown>, signal: AbortSignal, timeoutMs: number, onText: (delta: string) => void,
+    onUsage: ((usage: TokenUsage) => void) | undefined,
   ): Promise<{ text: string; toolCalls: ToolCall[]; finish: string | null }> {
     let text = '';
     let finish: string | null = null;
+    let usage: TokenUsage | null = null;
     const calls: ToolCall[] = [];
     // Extra fields (thinking, provider tools) are sent as given: the SDK posts the body as JSON.
     const stream = await this.client(endpoint).chat.completions.create(
@@ -340,6 +357,7 @@ export class Providers {
       { signal, timeout: timeoutMs, maxRetries: 0 },
     );
     for await (const chunk of stream) {
+      usage = tokenUsageOf(chunk) ?? usage;
       const choice = chunk.choices?.[0];
       const delta = choice?.delta;
       if (typeof delta?.content === 'string' && delta.content !== '') {
@@ -358,6 +376,8 @@ export class Providers {
       }
       if (choice?.finish_reason) finish = choice.finish_reason;
     }
+    // Reported even when the stream then counts as failed: the provider counted these tokens.
+    if (usage) onUsage?.(usage);
     if (signal.aborted) throw signal.reason ?? new Error('aborted');
     return { text, toolCalls: calls.filter(Boolean), finish };
   }
@@ -395,6 +415,23 @@ function requestFeatures(provider: ProviderName, features: ModelFeatures): Recor
   }
   if (provider === 'kimi' && features.webSearch) extra.tools = [{ type: 'builtin_function', function: { name: '$web_search' } }];
   return extra;
+}
+
+/**
+ * The `usage` of a stream chunk, wherever the provider puts it: top-level (OpenAI's last chunk with
+ * `stream_options.include_usage`, platform.openai.com/docs/api-reference/chat/create; GLM's final
+ * chunk, as recorded from api.z.ai in charmbracelet/fantasy providertests/testdata/
+ * TestOpenAICompatibleCommon/zai-glm-4.5/simple_streaming.yaml), or inside `choices[0]` (Kimi's
+ * finish chunk, platform.kimi.com/docs/guide/utilize-the-streaming-output-feature-of-kimi-api).
+ * Null when the chunk carries none or it is not made of whole non-negative numbers.
+ */
+export function tokenUsageOf(chunk: unknown): TokenUsage | null {
+  const c = chunk as { usage?: unknown; choices?: { usage?: unknown }[] } | null;
+  const raw = (c?.usage ?? c?.choices?.[0]?.usage) as { prompt_tokens?: unknown; completion_tokens?: unknown } | null | undefined;
+  const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : null);
+  const input = count(raw?.prompt_tokens);
+  const output = count(raw?.completion_tokens);
+  return input === null || output === null ? null : { inputTokens: input, outputTokens: output };
 }
 
 /** How long a 429/503 asks us to wait (Retry-After: seconds or an HTTP date); null: not a retry we make. */

@@ -7,7 +7,7 @@ import { needsRefresh, refreshAheadSec, RefreshUnavailableError, SignedOutError,
 import type { WindowUser } from '../auth/windowUser';
 import type { ExaiConfig } from '../config';
 import type { ToolDescription } from '../../server/protocol';
-import type { NextAction, Status } from '../ui/status';
+import { usageTodayOf, type NextAction, type Status, type UsageToday } from '../ui/status';
 import { DaemonClient, type CallToolOutcome, type ClientState } from './client';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions } from './launcher';
 
@@ -44,6 +44,10 @@ export class WindowConnection {
   private stopped = false;
   /** Bumped by every start and stop, so a slower earlier start gives up. */
   private generation = 0;
+  /** The window user's usage today, for the status bar tooltip; refreshed on connect and after each call. */
+  private usageToday: UsageToday | null = null;
+  private usageRefresh: Promise<void> | null = null;
+  private usageRefreshAgain = false;
 
   constructor(private readonly deps: WindowConnectionDeps) {
     this.crashGuard = new CrashGuard({ logDir: deps.launcher.logDir });
@@ -109,6 +113,7 @@ export class WindowConnection {
     this.client?.stop();
     this.client = null;
     this.tokenInUse = null;
+    this.usageToday = null;
   }
 
   reconnectNow(): void {
@@ -138,7 +143,36 @@ export class WindowConnection {
     return this.client.callTool(name, args, options).catch((err: Error & { code?: string }) => ({
       ok: false as const,
       error: { code: err.code ?? 'connection_lost', message: err.message },
-    }));
+    })).finally(() => {
+      if (name !== 'usage') this.refreshUsage();
+    });
+  }
+
+  /** Asks the daemon for the user's usage today and shows it in the tooltip; one request at a time. */
+  private refreshUsage(): void {
+    if (this.usageRefresh) {
+      this.usageRefreshAgain = true;
+      return;
+    }
+    const client = this.client;
+    if (!client || client.state.kind !== 'connected') return;
+    this.usageRefresh = client.callTool('usage', {})
+      .then((outcome) => {
+        // A daemon without the tool (older) or a failed call: the tooltip just has no usage line.
+        const usage = outcome.ok ? usageTodayOf(outcome.outputs.map((o) => o.text).join('')) : null;
+        // Nothing to say before the first call of the day, unless there is a budget.
+        const shown = usage && (usage.calls > 0 || usage.budget) ? usage : null;
+        if (client !== this.client || !shown || JSON.stringify(shown) === JSON.stringify(this.usageToday)) return;
+        this.usageToday = shown;
+        if (client.state.kind === 'connected') this.onClientState(client, client.state);
+      }, () => {})
+      .finally(() => {
+        this.usageRefresh = null;
+        if (this.usageRefreshAgain) {
+          this.usageRefreshAgain = false;
+          this.refreshUsage();
+        }
+      });
   }
 
   // ------------------------------------------------------------------ connecting
@@ -153,7 +187,10 @@ export class WindowConnection {
       onTokenExpired: () => this.onTokenExpired(),
     });
     this.client = client;
-    client.onState((state) => this.onClientState(client, state));
+    client.onState((state) => {
+      this.onClientState(client, state);
+      if (state.kind === 'connected') this.refreshUsage();
+    });
     client.onAuthExpiring(() => void this.onAuthExpiring());
     client.start();
   }
@@ -185,6 +222,7 @@ export class WindowConnection {
         return this.deps.onStatus({
           kind: 'connected', who: state.user.email ?? (this.mode === 'local' ? `${state.user.id.replace(/^local:/, '')} (local)` : state.user.id),
           daemon: this.daemonUrl ?? '', sessionId: state.sessionId, tokenExpiresAt: state.expiresAt, serverVersion: state.serverVersion, mode: this.mode,
+          usage: this.usageToday,
         });
       case 'reconnecting':
         return this.deps.onStatus({ kind: 'reconnecting', who, attempt: state.attempt, delayMs: state.delayMs, reason: state.reason });

@@ -1,5 +1,6 @@
 // The window's connection status and how it reads in the status bar. Pure (no vscode import), so
 // every wording is unit-tested.
+import { describeReset, type UsageReport } from '../../server/tools/usage';
 
 export type NextAction = 'signIn' | 'switchUser' | 'reconnect' | 'openSettings' | 'restartDaemon' | 'showLog' | 'signOut' | 'showSessions';
 
@@ -14,6 +15,8 @@ export type Status =
       tokenExpiresAt: number | null;
       serverVersion: string;
       mode: 'local' | 'supabase';
+      /** The window user's usage today (the daemon's `usage` tool); absent: not known (yet), or a daemon without it. */
+      usage?: UsageToday | null;
     }
   | { kind: 'reconnecting'; who: string | null; attempt: number; delayMs: number; reason: string }
   /** The daemon closed the connection as idle; the next use (a tool call, Try a Tool, Show Sessions) reconnects. */
@@ -28,6 +31,35 @@ export interface StatusView {
   isError: boolean;
   isWarning: boolean;
   actions: NextAction[];
+}
+
+/** What the tooltip shows of the daemon's usage report. */
+export interface UsageToday {
+  totalTokens: number;
+  calls: number;
+  budget: { limit: number; resetsAt: string } | null;
+}
+
+/** The `usage` tool's answer as UsageToday; null when it is not a usage report. */
+export function usageTodayOf(text: string): UsageToday | null {
+  let report: Partial<UsageReport>;
+  try {
+    report = JSON.parse(text) as Partial<UsageReport>;
+  } catch {
+    return null;
+  }
+  const total = report?.today?.total_tokens;
+  const calls = report?.today?.calls;
+  if (typeof total !== 'number' || typeof calls !== 'number') return null;
+  const b = report.daily_budget;
+  return { totalTokens: total, calls, budget: b && typeof b.limit === 'number' && typeof b.resets_at === 'string' ? { limit: b.limit, resetsAt: b.resets_at } : null };
+}
+
+/** "12,345 tokens in 3 calls of 100,000 (resets 00:00 UTC, in 3 h 12 min)" */
+export function describeUsageToday(usage: UsageToday, now = Date.now()): string {
+  const n = (v: number) => v.toLocaleString('en-US');
+  const used = `${n(usage.totalTokens)} tokens in ${usage.calls} call${usage.calls === 1 ? '' : 's'}`;
+  return usage.budget ? `${used} of ${n(usage.budget.limit)} (resets ${describeReset(usage.budget.resetsAt, now)})` : used;
 }
 
 const md = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
@@ -64,6 +96,8 @@ export function describeStatus(status: Status, now = Date.now()): StatusView {
           `| Daemon | \`${status.daemon}\` (v${md(status.serverVersion)}, ${status.mode} mode) |`,
           `| Session | \`${status.sessionId}\` |`,
           `| Token | ${expiry} |`,
+          // Numbers and our own words only: nothing to escape.
+          ...(status.usage ? [`| Usage today | ${describeUsageToday(status.usage, now)} |`] : []),
         ].join('\n'),
         ariaLabel: `EXAI connected as ${status.who}`,
         isError: false,

@@ -202,7 +202,7 @@ describe('DaemonClient', function () {
       await connected(h);
       const names = (await h.client.listTools()).map((t) => t.name).sort();
       assert.deepEqual(names, [
-        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'version', 'whoami',
+        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'usage', 'version', 'whoami',
       ]);
     });
 

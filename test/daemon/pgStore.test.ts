@@ -94,6 +94,7 @@ describe('PgSessionStore (real Postgres)', function () {
       'mcp_claim_session', 'mcp_close_session', 'mcp_disconnect_daemon_sessions', 'mcp_list_sessions',
       'mcp_session_stale_after', 'mcp_thread_append', 'mcp_thread_create', 'mcp_thread_delete', 'mcp_thread_list',
       'mcp_thread_messages', 'mcp_touch_session',
+      'mcp_usage_max_calls_per_day', 'mcp_usage_reserve', 'mcp_usage_settle', 'mcp_usage_summary',
     ]);
     const [{ owner }] = await db.query("select pg_get_userbyid(relowner) as owner from pg_class where oid = 'public.mcp_sessions'::regclass");
     for (const f of fns) {
@@ -101,7 +102,7 @@ describe('PgSessionStore (real Postgres)', function () {
       assert.equal(f.anon, false, `${f.proname}: no EXECUTE for anon`);
       assert.equal(f.owner, owner, `${f.proname}: owned by the tables' owner`);
       // The constant and the daemon's own recovery run with the caller's rights; everything a user calls checks auth.uid() itself.
-      const invoker = ['mcp_session_stale_after', 'mcp_disconnect_daemon_sessions'].includes(f.proname);
+      const invoker = ['mcp_session_stale_after', 'mcp_usage_max_calls_per_day', 'mcp_disconnect_daemon_sessions'].includes(f.proname);
       assert.equal(f.prosecdef, !invoker, `${f.proname}: security ${invoker ? 'invoker' : 'definer'}`);
       assert.equal(f.authenticated, f.proname !== 'mcp_disconnect_daemon_sessions', `${f.proname}: EXECUTE for authenticated`);
     }

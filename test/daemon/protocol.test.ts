@@ -158,7 +158,7 @@ describe('wire protocol (local mode daemon)', function () {
       const res = await client.next<{ op: 'list_tools_res'; request_id: string; tools: ToolDescription[] }>((f) => f.op === 'list_tools_res');
       assert.equal(res.request_id, 'lt-1');
       assert.deepEqual(res.tools.map((t) => t.name).sort(), [
-        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'version', 'whoami',
+        'challenge', 'chat', 'codereview', 'consensus', 'debug', 'echo', 'listmodels', 'planner', 'sessions', 'thinkdeep', 'threads', 'usage', 'version', 'whoami',
       ]);
       const echo = res.tools.find((t) => t.name === 'echo')!;
       assert.equal((echo.inputSchema as any).type, 'object');

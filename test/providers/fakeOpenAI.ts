@@ -13,11 +13,17 @@
 //   fake.enqueue({ status: 429, errorHeaders: { 'retry-after': '1' } }, {})  // the next requests, in order
 //   fake.set({ byModel: { 'bad-model': { status: 503 } } })                  // per model
 //   fake.set({ kimiWebSearch: true })             // answer a $web_search declaration with a tool call first
+//   fake.set({ usage: { prompt_tokens: 60, completion_tokens: 40 } })      // the counts a stream reports
+//   fake.set({ usagePlacement: 'in-choice' })     // where: OpenAI's last chunk (default), GLM's, Kimi's, or none
 //   fake.requests()                               // what arrived
 //   fake.maxInFlight()                            // the most requests open at once (since clearRequests)
 //   await fake.close();
 //
-// The reply text by default is `echo: <last user message>`, split in a few chunks. A request with a
+// The reply text by default is `echo: <last user message>`, split in a few chunks. Usage comes as
+// real providers send it: a streamed answer reports it only when the request asks with
+// `stream_options: {include_usage: true}`, by default as OpenAI does (one last chunk with `choices: []`
+// and the top-level `usage`, before [DONE]); the counts default to the request's and the answer's
+// characters / 4, rounded up. A request with a
 // wrong key gets 401 with an OpenAI-shaped body that quotes the key it got (as OpenAI does, partly),
 // so tests can prove the daemon never passes such a body on.
 import http from 'node:http';
@@ -45,6 +51,16 @@ export interface FakeBehaviour {
    * and carries no `tool` message yet is answered with a `$web_search` tool call (finish_reason tool_calls).
    */
   kimiWebSearch?: boolean;
+  /** The counts a stream reports (default: characters / 4 of the messages and of the answer). */
+  usage?: { prompt_tokens: number; completion_tokens: number };
+  /**
+   * Where a stream's usage goes, when the request asks for it:
+   *   'final-chunk' (default) OpenAI: an extra last chunk, `choices: []`, top-level `usage`;
+   *   'with-finish'           GLM (api.z.ai): top-level `usage` on the chunk that carries finish_reason;
+   *   'in-choice'             Kimi's older answers: `choices[0].usage` on the finish chunk;
+   *   'none'                  a server that never reports usage.
+   */
+  usagePlacement?: 'final-chunk' | 'with-finish' | 'in-choice' | 'none';
 }
 
 /** The arguments the fake's $web_search tool call carries (a client must echo them back unchanged). */
@@ -189,8 +205,24 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    const event = (delta: Record<string, unknown>, finish: string | null) =>
-      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: record.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const wantsUsage = body?.stream_options?.include_usage === true;
+    const placement = wantsUsage ? (b.usagePlacement ?? 'final-chunk') : 'none';
+    const usageOf = (answer: string) => {
+      const u = b.usage ?? {
+        prompt_tokens: Math.ceil(record.messages.reduce((n, m) => n + String(m.content ?? '').length, 0) / 4),
+        completion_tokens: Math.ceil(answer.length / 4),
+      };
+      return { ...u, total_tokens: u.prompt_tokens + u.completion_tokens };
+    };
+    const event = (delta: Record<string, unknown>, finish: string | null, answer?: string) => {
+      const choice: Record<string, unknown> = { index: 0, delta, finish_reason: finish };
+      if (finish && answer !== undefined && placement === 'in-choice') choice.usage = usageOf(answer);
+      const chunk: Record<string, unknown> = { id, object: 'chat.completion.chunk', created, model: record.model, choices: [choice] };
+      if (finish && answer !== undefined && placement === 'with-finish') chunk.usage = usageOf(answer);
+      return `data: ${JSON.stringify(chunk)}\n\n`;
+    };
+    const usageChunk = (answer: string) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: record.model, choices: [], usage: usageOf(answer) })}\n\n`;
     res.write(event({ role: 'assistant', content: '' }, null));
     const declaresSearch = Array.isArray(body.tools) && body.tools.some((t: any) => t?.type === 'builtin_function' && t?.function?.name === '$web_search');
     if (b.kimiWebSearch && declaresSearch && !record.messages.some((m) => m.role === 'tool')) {
@@ -198,7 +230,8 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
       const half = Math.floor(FAKE_SEARCH_ARGUMENTS.length / 2);
       res.write(event({ tool_calls: [{ index: 0, id: 'call-search-1', type: 'builtin_function', function: { name: '$web_search', arguments: FAKE_SEARCH_ARGUMENTS.slice(0, half) } }] }, null));
       res.write(event({ tool_calls: [{ index: 0, function: { arguments: FAKE_SEARCH_ARGUMENTS.slice(half) } }] }, null));
-      res.write(event({}, 'tool_calls'));
+      res.write(event({}, 'tool_calls', FAKE_SEARCH_ARGUMENTS));
+      if (placement === 'final-chunk') res.write(usageChunk(FAKE_SEARCH_ARGUMENTS));
       record.completed = true;
       res.end('data: [DONE]\n\n');
       notify();
@@ -209,7 +242,8 @@ export async function startFakeOpenAI(options: FakeOptions): Promise<FakeOpenAI>
       if (gone.signal.aborted) return;
       res.write(event({ content: part }, null));
     }
-    res.write(event({}, 'stop'));
+    res.write(event({}, 'stop', parts.join('')));
+    if (placement === 'final-chunk') res.write(usageChunk(parts.join('')));
     record.completed = true;
     res.end('data: [DONE]\n\n');
     notify();

@@ -7,7 +7,7 @@ import { needsRefresh, refreshAheadSec, secondsLeft } from '../../src/auth/accou
 import { CALLBACK_PATH, START_PATH, withPath } from '../../src/auth/flows/oauthPkce';
 import { describeAuthError, isTerminalRefreshError } from '../../src/auth/supabase';
 import { parseConfig, userValue } from '../../src/config';
-import { describeStatus, formatDelta, type Status } from '../../src/ui/status';
+import { describeStatus, formatDelta, usageTodayOf, type Status } from '../../src/ui/status';
 import { AuthApiError, AuthRetryableFetchError } from '@supabase/supabase-js';
 
 const project = { url: 'https://abc.supabase.co', anonKey: 'anon' };
@@ -104,6 +104,27 @@ describe('describeStatus (status bar wording)', function () {
     assert.match(v.tooltip, /reconnects by itself the next time you use it \(a tool call, Try a Tool, Show Sessions\)/);
     assert.deepEqual(v.actions, ['reconnect', 'showSessions', 'showLog']);
     assert.equal(v.isError || v.isWarning, false);
+  });
+  it("connected: the tooltip shows the window user's usage today, with the budget and its reset when the daemon sets one", function () {
+    const at = Date.parse('2026-12-05T20:48:00Z');
+    const base = { kind: 'connected', who: 'jazeel@example.com', daemon: 'ws://127.0.0.1:8079/', sessionId: 's-1', tokenExpiresAt: at / 1000 + 1800, serverVersion: '0.1.0', mode: 'supabase' } as const;
+    assert.doesNotMatch(describeStatus(base, at).tooltip, /Usage today/, 'no usage known: no line');
+    const limited = describeStatus({ ...base, usage: { totalTokens: 12_345, calls: 3, budget: { limit: 100_000, resetsAt: '2026-12-06T00:00:00.000Z' } } }, at);
+    assert.match(limited.tooltip, /\n\| Usage today \| 12,345 tokens in 3 calls of 100,000 \(resets 00:00 UTC, in 3 h 12 min\) \|$/);
+    const unlimited = describeStatus({ ...base, usage: { totalTokens: 40, calls: 1, budget: null } }, at);
+    assert.match(unlimited.tooltip, /\| Usage today \| 40 tokens in 1 call \|$/);
+    assert.equal(unlimited.text, '$(plug) EXAI: jazeel@example.com', 'the bar itself stays short');
+  });
+  it("reads the daemon's usage report for the tooltip; anything else is no usage", function () {
+    const report = {
+      day: '2026-12-05', month: '2026-12', today: { calls: 3, input_tokens: 10_000, output_tokens: 2_345, total_tokens: 12_345 },
+      this_month: { calls: 9, input_tokens: 1, output_tokens: 1, total_tokens: 2 }, by_model: [], in_flight: { calls: 0, held_tokens: 0 },
+      daily_budget: { limit: 100_000, used: 12_345, remaining: 87_655, resets_at: '2026-12-06T00:00:00.000Z', resets: '00:00 UTC, in 3 h 12 min' },
+    };
+    assert.deepEqual(usageTodayOf(JSON.stringify(report)), { totalTokens: 12_345, calls: 3, budget: { limit: 100_000, resetsAt: '2026-12-06T00:00:00.000Z' } });
+    assert.deepEqual(usageTodayOf(JSON.stringify({ ...report, daily_budget: null })), { totalTokens: 12_345, calls: 3, budget: null });
+    assert.equal(usageTodayOf('There is no tool named "usage".'), null);
+    assert.equal(usageTodayOf('{"today": {}}'), null);
   });
   it('formats token lifetimes', function () {
     assert.equal(formatDelta(-1), 'expired');

@@ -11,13 +11,15 @@
 // stored. Files go with the turn they came with; the thread keeps only their names.
 //
 // The answer streams as progress frames; cancel aborts the upstream request. There is no cache:
-// every call is its own upstream request.
+// every call is its own upstream request. Every provider call is metered (usageMeter.ts): a
+// reservation against the caller's daily token budget before it starts, the provider's counts after.
 import { StoreUnavailable, ThreadNotFound, type ThreadMessage, type ThreadStore } from '../../sessions/store';
 import type { FileLimits } from '../../config';
 import type { ChatMessage, ModelFeatures, Providers, ResolvedModel } from '../providers';
 import { ToolError, type ToolContext } from '../registry';
 import { describeFiles, gatherFiles, renderFiles, type AttachedFile, type FileArgument } from './files';
 import { PROGRESS_INTERVAL_MS, throttledProgress } from './progress';
+import type { UsageMeter } from './usageMeter';
 
 /** Turns of history sent with a continued prompt (a turn = the user's message and the answer). */
 export const HISTORY_TURNS = 20;
@@ -34,6 +36,7 @@ export interface ChatEngineDeps {
   providers: Providers;
   threads: ThreadStore;
   files: FileLimits;
+  usage: UsageMeter;
   historyTurns?: number;
   historyChars?: number;
   progressIntervalMs?: number;
@@ -106,7 +109,7 @@ export class ChatEngine {
       { role: 'user', content: prepared.userContent },
     ];
     const started = Date.now();
-    const answer = await this.ask(ctx, resolved, messages, { temperature: request.temperature, features: request.features, stream: true });
+    const answer = await this.ask(ctx, resolved, messages, { tool: request.tool, temperature: request.temperature, features: request.features, stream: true });
     ctx.log.info(`${request.tool} answered`, {
       provider: resolved.endpoint.name,
       model: resolved.model,
@@ -141,13 +144,16 @@ export class ChatEngine {
   }
 
   /**
-   * One answer from one model. `stream: true` sends the text as throttled progress frames; otherwise
-   * only notices go out, each prefixed with `noticePrefix` (consensus: the model's name).
+   * One answer from one model: one metered provider call, recorded for `tool`. `stream: true` sends
+   * the text as throttled progress frames; otherwise only notices go out, each prefixed with
+   * `noticePrefix` (consensus: the model's name). Refused before anything is sent when the caller's
+   * daily token budget is spent.
    */
   async ask(
     ctx: ToolContext, resolved: ResolvedModel, messages: ChatMessage[],
-    options: { temperature?: number; features?: ModelFeatures; stream: boolean; noticePrefix?: string },
+    options: { tool: string; temperature?: number; features?: ModelFeatures; stream: boolean; noticePrefix?: string },
   ): Promise<string> {
+    const metered = await this.deps.usage.begin(ctx, { tool: options.tool, resolved, messages, features: options.features });
     const progress = throttledProgress(ctx, this.interval);
     let answer: string;
     try {
@@ -157,12 +163,19 @@ export class ChatEngine {
         temperature: options.temperature,
         features: options.features,
         signal: ctx.signal,
-        onText: options.stream ? progress.push : () => {},
+        onText: (delta) => {
+          metered.addText(delta);
+          if (options.stream) progress.push(delta);
+        },
         onNotice: (message) => progress.notice(options.noticePrefix ? `${options.noticePrefix} ${message}` : message),
         log: ctx.log,
+        maxOutputTokens: this.deps.usage.maxOutputTokens,
+        onUsage: metered.addUsage,
       });
     } finally {
       progress.stop();
+      // Also after a failure or a cancel: what the provider counted is the caller's usage.
+      await metered.settle();
     }
     progress.flush(); // the progress frames then add up to the whole answer
     return answer;
