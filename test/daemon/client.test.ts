@@ -13,32 +13,15 @@ import {
 } from '../../src/daemon/client';
 import { isLoopbackHost } from '../../server/net';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch } from '../../src/daemon/launcher';
+import { waitState } from '../helpers/clientState';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../helpers/wait';
 
 interface Harness {
   client: DaemonClient;
   states: ClientState[];
   logs: string[];
   endpointCalls: () => number;
-}
-
-/** Resolves with the first state (current or future) that matches; rejects after timeoutMs. */
-function waitState(client: DaemonClient, match: (s: ClientState) => boolean, timeoutMs = 5000): Promise<ClientState> {
-  if (match(client.state)) return Promise.resolve(client.state);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      sub.dispose();
-      reject(new Error(`no matching state within ${timeoutMs} ms; last: ${JSON.stringify(client.state)}`));
-    }, timeoutMs);
-    const sub = client.onState((s) => {
-      if (!match(s)) return;
-      clearTimeout(timer);
-      sub.dispose();
-      resolve(s);
-    });
-  });
 }
 
 const is = <K extends ClientState['kind']>(kind: K) => (s: ClientState) => s.kind === kind;

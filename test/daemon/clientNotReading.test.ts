@@ -5,23 +5,8 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { CloseCode } from '../../server/protocol';
-import { DaemonClient, type ClientState } from '../../src/daemon/client';
-
-function waitState(client: DaemonClient, match: (s: ClientState) => boolean, timeoutMs = 5000): Promise<ClientState> {
-  if (match(client.state)) return Promise.resolve(client.state);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      sub.dispose();
-      reject(new Error(`no matching state within ${timeoutMs} ms; last: ${JSON.stringify(client.state)}`));
-    }, timeoutMs);
-    const sub = client.onState((s) => {
-      if (!match(s)) return;
-      clearTimeout(timer);
-      sub.dispose();
-      resolve(s);
-    });
-  });
-}
+import { DaemonClient } from '../../src/daemon/client';
+import { waitState } from '../helpers/clientState';
 
 describe('DaemonClient: close 4010 (the window stopped reading)', function () {
   this.timeout(15000);

@@ -4,9 +4,10 @@
 // and time; memory is read from /proc/<pid>/status and only bounded generously.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import { connect, helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type DaemonOptions, type RunningDaemon } from '../helpers/daemon';
+import { getJson } from '../helpers/getJson';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { readDiscovery } from '../../server/auth/localMode';
 import {
   MAX_BYTES_BEFORE_HELLO_ACK, MAX_ERROR_MESSAGE_CHARS, type CallToolResult, type HelloAck, type ServerFrame,
@@ -20,14 +21,6 @@ const CLEAN_ENV: Record<string, undefined> = {
   MCP_MAX_CONNECTIONS_PER_USER: undefined, EXAI_MAX_BUFFERED_BYTES: undefined, NODE_OPTIONS: undefined,
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-};
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
 const wireBytes = (frame: ServerFrame) => Buffer.byteLength(JSON.stringify(frame));
 
@@ -35,26 +28,6 @@ const wireBytes = (frame: ServerFrame) => Buffer.byteLength(JSON.stringify(frame
 function rssOf(pid: number): number {
   const kB = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   return Number(kB) * 1024;
-}
-
-function health(port: number): Promise<{ connections: number }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/health', timeout: 5000 }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve(JSON.parse(text)));
-    });
-    req.on('timeout', () => req.destroy(new Error('GET /health timed out')));
-    req.on('error', reject);
-  });
-}
-
-async function waitFor(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
 }
 
 describe('connection floods (local mode daemon)', function () {
@@ -161,7 +134,7 @@ describe('connection floods (local mode daemon)', function () {
         await new Promise((r) => setImmediate(r));
         if (client.ws.bufferedAmount > 8 * MiB) await sleep(50); // the daemon stopped reading us: no point piling up here
       }
-      await waitFor(async () => (await health(daemon.port)).connections === 1, 15000, 'the non-reading connection is closed');
+      await waitFor(async () => (await getJson(daemon.port, '/health')).body.connections === 1, 15000, 'the non-reading connection is closed', { everyMs: 100 });
       const grew = rssOf(daemon.pid) - rssBefore;
       assert.ok(grew < 150 * MiB, `daemon RSS grew by ${Math.round(grew / MiB)} MiB`);
 
@@ -296,7 +269,7 @@ describe('connection floods (local mode daemon)', function () {
     it('local mode accepts a 6th, 7th… 12th VS Code window with the default settings', async function () {
       const daemon = await start();
       for (let i = 1; i <= 12; i++) await open(daemon, `vscode-window-${i}`);
-      assert.equal((await health(daemon.port)).connections, 12);
+      assert.equal((await getJson(daemon.port, '/health')).body.connections, 12);
     });
   });
 });

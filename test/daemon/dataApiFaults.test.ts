@@ -5,52 +5,31 @@
 // written (the Data API writes with the user's own token) and is dropped, never sent with a dead
 // token: its row reads stale after the liveness bound. Every wait is bounded.
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { HelloAck } from '../../server/protocol';
 import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
+import { startRestCut, type RestCut } from '../helpers/restCut';
 import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { startPostgrest, type Postgrest } from '../postgrest/server';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
 
 const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-data-api-fault-tests';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(100);
-  }
-}
 
 describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)', function () {
   this.timeout(40_000);
   let db: TestDatabase;
   let jwks: JwksServer;
   let gateway: Postgrest;
-  /** In front of the gateway: while `restDown`, every /rest/v1 request has its socket destroyed. */
-  let cut: http.Server;
-  let cutUrl: string;
-  let restDown = false;
+  /** In front of the gateway: while `cut.restDown`, every /rest/v1 request has its socket destroyed. */
+  let cut: RestCut;
   let daemon: RunningDaemon;
   const clients: TestClient[] = [];
 
   const mint = (user: TestUser, expiresInSec = 3600) =>
-    mintAccessToken({ key: jwks.keys.es256, issuer: `${cutUrl}/auth/v1`, user, expiresInSec });
+    mintAccessToken({ key: jwks.keys.es256, issuer: `${cut.url}/auth/v1`, user, expiresInSec });
   const helloOk = async (token: string, instance: string) => {
     const { client, ack } = await helloClient(daemon.url, token, instance);
     clients.push(client);
@@ -70,21 +49,11 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
     gateway = await startPostgrest({
       databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, authUpstream: jwks.url, clockSkewSec: 0,
     });
-    cut = http.createServer((req, res) => {
-      if (restDown && req.url?.startsWith('/rest/v1/')) return void req.socket.destroy();
-      const proxied = http.request(new URL(req.url!, gateway.url), { method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      proxied.on('error', () => res.destroy());
-      req.pipe(proxied);
-    });
-    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
-    cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    cut = await startRestCut(() => gateway.url);
     daemon = await startDaemon({
       env: {
         MCP_ENABLE_MULTI_USER: 'true',
-        SUPABASE_URL: cutUrl,
+        SUPABASE_URL: cut.url,
         SUPABASE_ANON_KEY: anonKey,
         EXAI_DAEMON_ID: 'data-api-faults',
         EXAI_HEARTBEAT_SECONDS: '1',
@@ -95,7 +64,7 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
   });
 
   afterEach(async () => {
-    restDown = false;
+    if (cut) cut.restDown = false;
     await Promise.all(clients.splice(0).map((c) => c.close()));
   });
 
@@ -103,8 +72,7 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
     this.timeout(30_000);
     try {
       if (daemon) await within(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon.kill9());
-      cut?.closeAllConnections();
-      await new Promise((r) => (cut ? cut.close(r) : r(null)));
+      await cut?.close();
       await gateway?.close();
       await jwks?.close();
     } finally {
@@ -116,12 +84,12 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
     const { client, sessionId } = await helloOk(await mint(JAZEEL), 'closed-during-cut');
     // Another window stays open: its heartbeat notices when the API is back.
     await helloOk(await mint(MICHELLE), 'stays-open');
-    restDown = true;
+    cut.restDown = true;
     await client.close();
     await sleep(3000); // longer than the 3 quick retries the daemon used to give up after
     assert.equal(await statusOf(sessionId), 'connected');
-    restDown = false;
-    await waitFor(async () => (await statusOf(sessionId)) === 'disconnected', 20_000, 'the row ended after the cut');
+    cut.restDown = false;
+    await waitFor(async () => (await statusOf(sessionId)) === 'disconnected', 20_000, 'the row ended after the cut', { everyMs: 100 });
     assert.equal(daemon.proc.exitCode, null, 'the daemon is still running');
   });
 
@@ -129,16 +97,17 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
     const shortLived = await mint(JAZEEL, 4);
     const { client, sessionId } = await helloOk(shortLived, 'token-expires-during-cut');
     await helloOk(await mint(MICHELLE), 'stays-open-2');
-    restDown = true;
+    cut.restDown = true;
     await client.close();
     const exp = JSON.parse(Buffer.from(shortLived.split('.')[1], 'base64url').toString()).exp as number;
-    await waitFor(() => Date.now() > exp * 1000 + 500, 10_000, 'the token to expire');
+    await waitFor(() => Date.now() > exp * 1000 + 500, 10_000, 'the token to expire', { everyMs: 100 });
     const restoredAt = Date.now();
-    restDown = false;
+    cut.restDown = false;
     const dropped = await waitFor(
       () => logLines().find((l) => /token expired while the session store was unavailable/.test(l.msg) && l.session === sessionId),
       20_000,
       'a log line saying the ending was dropped',
+      { everyMs: 100 },
     );
     assert.ok(dropped);
     const sentAfter = gateway.requests().filter((r) => r.at >= restoredAt && r.fn === 'mcp_close_session' && r.bearer === shortLived);

@@ -20,10 +20,12 @@ import { StoreUnavailable, type SessionMetadata } from '../../server/sessions/st
 import { helloClient, type TestClient } from '../helpers/client';
 import { runDaemon, startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from '../helpers/pg';
+import { startRestCut } from '../helpers/restCut';
 import {
   JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer,
   type JwksServer, type MintOptions, type TestUser,
 } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { AUTHENTICATOR_PASSWORD, createBareDatabase, type BareDatabase } from '../postgrest/database';
 import { startPostgrest, type Postgrest, type RecordedRequest } from '../postgrest/server';
 
@@ -32,28 +34,9 @@ type FailAck = Extract<HelloAck, { ok: false }>;
 
 const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-data-api-tests';
 const TOKEN_SENTENCE = "Supabase refused this session's token (expired or revoked); refresh and reconnect.";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function meta(extra: Record<string, unknown> = {}): SessionMetadata {
   return { daemon_id: 'data-api-test', instance: null, client_version: 'test', pid: 4242, ...extra };
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
 }
 
 /** The Identity the daemon's verifier would build from `token` (the Data API store only uses accessToken). */
@@ -465,25 +448,13 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
 
   it('the Data API unreachable: hello_ack store_unavailable (1013), a tool error, never a crash or a lost row', async function () {
     // A project URL whose /auth/v1 works but whose /rest/v1 can be cut (network down, as seen by the daemon).
-    let restDown = false;
-    const cut = http.createServer((req, res) => {
-      if (restDown && req.url?.startsWith('/rest/v1/')) return void req.socket.destroy();
-      const upstream = req.url?.startsWith('/auth/v1/') ? jwks.url : gateway.url;
-      const proxied = http.request(new URL(req.url!, upstream), { method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      proxied.on('error', () => res.destroy());
-      req.pipe(proxied);
-    });
-    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
-    const cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    const cut = await startRestCut((urlPath) => (urlPath.startsWith('/auth/v1/') ? jwks.url : gateway.url));
     try {
-      const d = await startExtra('data-api-cut', { SUPABASE_URL: cutUrl });
-      const token = () => mintAccessToken({ key: jwks.keys.es256, issuer: `${cutUrl}/auth/v1`, user: MICHELLE });
+      const d = await startExtra('data-api-cut', { SUPABASE_URL: cut.url });
+      const token = () => mintAccessToken({ key: jwks.keys.es256, issuer: `${cut.url}/auth/v1`, user: MICHELLE });
 
       // Down at hello: refused with a sentence, retryable close code, no row written.
-      restDown = true;
+      cut.restDown = true;
       const refused = await helloClient(d.url, await token(), 'vscode-cut-1');
       clients.push(refused.client);
       assert.ok(refused.ack.op === 'hello_ack' && !refused.ack.ok);
@@ -492,22 +463,21 @@ describe('daemon in supabase mode on the Data API (SUPABASE_URL + SUPABASE_ANON_
       assert.equal((await refused.client.closed).code, 1013);
 
       // Down after hello: the tool answers with an error, the connection stays, the row is kept.
-      restDown = false;
+      cut.restDown = false;
       const { client, ack } = await helloOk(d.url, await token(), 'vscode-cut-2');
-      restDown = true;
+      cut.restDown = true;
       client.send({ op: 'call_tool', request_id: 'cut-sessions', name: 'sessions', arguments: {} });
       const res = await client.next<CallToolResult>((f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === 'cut-sessions', 15000);
       assert.ok(!res.ok && res.error.code === 'store_unavailable' && /^The Supabase Data API at .* is unreachable/.test(res.error.message), JSON.stringify(res));
       client.send({ op: 'ping', request_id: 'still-there' });
       await client.next((f: ServerFrame) => f.op === 'pong' && f.request_id === 'still-there');
       // Back up: closing writes the final status (the daemon retries the write).
-      restDown = false;
+      cut.restDown = false;
       await client.close();
       await waitFor(async () => (await row(ack.session_id))?.connection_status === 'disconnected', 10000, 'the row marked disconnected');
       assert.equal(d.proc.exitCode, null, 'the daemon is still running');
     } finally {
-      cut.closeAllConnections();
-      await new Promise((r) => cut.close(r));
+      await cut.close();
     }
   });
 

@@ -10,27 +10,11 @@ import { connect, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL, mintAccessToken, startJwksServer, type JwksServer } from '../helpers/tokens';
+import { waitFor, within } from '../helpers/wait';
 import type { HelloAck } from '../../server/protocol';
 
 type FailAck = Extract<HelloAck, { ok: false }>;
 const KiB = 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-};
-async function waitFor<T>(check: () => Promise<T>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
 
 describe('hello deadline over verify and claim (supabase mode)', function () {
   this.timeout(30000);

@@ -6,8 +6,6 @@
 // Every wait is bounded.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
 import type WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../server/config';
@@ -15,13 +13,14 @@ import { isLoopbackHost } from '../../server/net';
 import type { CallToolResult, HelloAck, ServerFrame } from '../../server/protocol';
 import { connect, type TestClient } from '../helpers/client';
 import { runDaemon, startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
+import { getJson } from '../helpers/getJson';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { makeCert, requireOpenssl, type TestCert } from '../helpers/tlsCert';
 import { JAZEEL, MICHELLE, mintAccessToken, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
 const isAck = (id: string) => (f: ServerFrame) => f.op === 'call_tool_ack' && f.request_id === id;
 
@@ -38,39 +37,6 @@ const FAKE_SUPABASE = { MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: 'https://ab
 /** A hosted daemon (TLS, --behind-proxy or a non-loopback --host) must name the hosts it answers to. */
 const PUBLIC_HOSTS = { EXAI_PUBLIC_HOSTS: 'exai.example.com' };
 const HOSTED = { ...FAKE_SUPABASE, ...PUBLIC_HOSTS };
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await check();
-    if (last) return last as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(25);
-  }
-}
-
-/** GET over http or https (a fresh connection each time, so every https GET does its own handshake). */
-function get(port: number, urlPath: string, opts: { tls?: boolean; ca?: Buffer } = {}): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const mod = opts.tls ? https : http;
-    const req = mod.get({ host: '127.0.0.1', port, path: urlPath, timeout: 5000, agent: false, ...(opts.tls ? { ca: opts.ca } : {}) }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('GET timed out')));
-    req.on('error', reject);
-  });
-}
 
 /** The JSON lines of the daemon's log file(s) so far. */
 function logLines(d: RunningDaemon): Record<string, any>[] {
@@ -157,15 +123,15 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       assert.ok(res.ok && res.outputs[0].text === 'over tls', JSON.stringify(res));
       assert.equal(await statusOf(ack.session_id), 'connected');
 
-      const health = await get(d.port, '/health', { tls: true, ca: certA.pem });
+      const health = await getJson(d.port, '/health', { ca: certA.pem });
       assert.equal(health.status, 200);
       assert.equal(health.body.status, 'ok');
       assert.equal(health.body.connections, 1);
 
       await assert.rejects(connect(d.url), 'plain ws:// to the TLS port fails');
-      await assert.rejects(get(d.port, '/health'), 'plain http:// to the TLS port fails');
+      await assert.rejects(getJson(d.port, '/health'), 'plain http:// to the TLS port fails');
       await assert.rejects(connect(wss), /self[- ]signed/i, 'without the ca the certificate is not trusted');
-      await assert.rejects(get(d.port, '/health', { tls: true, ca: certB.pem }), /self[- ]signed|unable to verify/i);
+      await assert.rejects(getJson(d.port, '/health', { ca: certB.pem }), /self[- ]signed|unable to verify/i);
 
       const listening = logLines(d).find((l) => l.msg === 'listening');
       assert.equal(listening?.tls, true);
@@ -177,24 +143,24 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       fs.copyFileSync(certA.cert, live.cert);
       fs.copyFileSync(certA.key, live.key);
       const d = await startSupabase('tls-reload', { env: { ...PUBLIC_HOSTS, EXAI_TLS_CERT: live.cert, EXAI_TLS_KEY: live.key } });
-      assert.equal((await get(d.port, '/health', { tls: true, ca: certA.pem })).status, 200);
-      await assert.rejects(get(d.port, '/health', { tls: true, ca: certB.pem }));
+      assert.equal((await getJson(d.port, '/health', { ca: certA.pem })).status, 200);
+      await assert.rejects(getJson(d.port, '/health', { ca: certB.pem }));
 
       // The renewal: new files at the same paths, then SIGHUP.
       fs.copyFileSync(certB.cert, live.cert);
       fs.copyFileSync(certB.key, live.key);
       d.proc.kill('SIGHUP');
-      await waitFor(() => logLines(d).some((l) => l.msg === 'TLS: re-read the certificate (SIGHUP)'), 3000, 'certificate re-read');
-      assert.equal((await get(d.port, '/health', { tls: true, ca: certB.pem })).status, 200);
-      await assert.rejects(get(d.port, '/health', { tls: true, ca: certA.pem }), 'the old certificate is no longer served');
+      await waitFor(() => logLines(d).some((l) => l.msg === 'TLS: re-read the certificate (SIGHUP)'), 3000, 'certificate re-read', { everyMs: 25 });
+      assert.equal((await getJson(d.port, '/health', { ca: certB.pem })).status, 200);
+      await assert.rejects(getJson(d.port, '/health', { ca: certA.pem }), 'the old certificate is no longer served');
       await helloOk(`wss://127.0.0.1:${d.port}/`, await mint(), 'tls-renewed', { ca: certB.pem });
 
       // A half-written renewal (the key of another certificate): kept as it was.
       fs.copyFileSync(certA.key, live.key);
       d.proc.kill('SIGHUP');
-      const kept = await waitFor(() => logLines(d).find((l) => /kept the current TLS certificate/.test(l.msg)), 3000, 'bad renewal logged');
+      const kept = await waitFor(() => logLines(d).find((l) => /kept the current TLS certificate/.test(l.msg)), 3000, 'bad renewal logged', { everyMs: 25 });
       assert.match(kept.error, /EXAI_TLS_KEY .* is not the private key of the certificate in EXAI_TLS_CERT/);
-      assert.equal((await get(d.port, '/health', { tls: true, ca: certB.pem })).status, 200);
+      assert.equal((await getJson(d.port, '/health', { ca: certB.pem })).status, 200);
       assert.equal(d.proc.exitCode, null, 'still running');
     });
 
@@ -204,7 +170,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const secret = JSON.parse(fs.readFileSync(path.join(d.stateDir, 'daemon.json'), 'utf8')).secret as string;
       const { ack } = await helloOk(`wss://127.0.0.1:${d.port}/`, secret, 'tls-local', { ca: certA.pem });
       assert.match(ack.user.id, /^local:/);
-      assert.equal((await get(d.port, '/health', { tls: true, ca: certA.pem })).body.mode, 'local');
+      assert.equal((await getJson(d.port, '/health', { ca: certA.pem })).body.mode, 'local');
     });
   });
 
@@ -312,7 +278,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const lines = await waitFor(() => {
         const all = logLines(d);
         return all.some((l) => l.msg === 'connected' && l.session === ack.session_id) ? all : null;
-      }, 3000, 'connected line');
+      }, 3000, 'connected line', { everyMs: 25 });
       const opened = lines.find((l) => l.msg === 'websocket opened' && l.session === ack.session_id);
       assert.equal(opened?.client_address, '203.0.113.7', JSON.stringify(opened));
       assert.equal(opened?.proxy_address, '::ffff:127.0.0.1');
@@ -322,17 +288,17 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
 
       // No X-Forwarded-For behind the proxy: the socket's address.
       const plain = await helloOk(d.url, await mint(), 'proxied-no-xff');
-      const line = await waitFor(() => logLines(d).find((l) => l.msg === 'websocket opened' && l.session === plain.ack.session_id), 3000, 'opened line');
+      const line = await waitFor(() => logLines(d).find((l) => l.msg === 'websocket opened' && l.session === plain.ack.session_id), 3000, 'opened line', { everyMs: 25 });
       assert.equal(line.client_address, '::ffff:127.0.0.1');
     });
 
     it('without --behind-proxy a forged X-Forwarded-For is ignored: the socket address is logged', async function () {
       const d = await startSupabase('no-proxy');
       const { ack } = await helloOk(d.url, await mint(), 'forged', { headers: { 'X-Forwarded-For': '198.51.100.9' } });
-      const opened = await waitFor(() => logLines(d).find((l) => l.msg === 'websocket opened' && l.session === ack.session_id), 3000, 'opened line');
+      const opened = await waitFor(() => logLines(d).find((l) => l.msg === 'websocket opened' && l.session === ack.session_id), 3000, 'opened line', { everyMs: 25 });
       assert.equal(opened.client_address, '127.0.0.1');
       assert.equal(opened.proxy_address, undefined);
-      await waitFor(() => logLines(d).some((l) => l.msg === 'connected' && l.session === ack.session_id), 3000, 'connected line');
+      await waitFor(() => logLines(d).some((l) => l.msg === 'connected' && l.session === ack.session_id), 3000, 'connected line', { everyMs: 25 });
       assert.ok(!d.logs().includes('198.51.100.9'), 'the forged address appears nowhere in the log');
     });
   });
@@ -351,9 +317,9 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const sigterm = Date.now();
       d.proc.kill('SIGTERM');
       const draining = await waitFor(async () => {
-        const h = await get(d.port, '/health');
+        const h = await getJson(d.port, '/health');
         return h.status === 503 ? h : null;
-      }, 1000, '/health 503');
+      }, 1000, '/health 503', { everyMs: 25 });
       assert.equal(draining.body.status, 'draining');
       await assert.rejects(connect(d.url), (err: any) => err.statusCode === 503, 'a new upgrade during the drain gets 503');
 
@@ -412,14 +378,14 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
     it('SIGHUP after the file was renamed: new lines go to a fresh file at the original path', async function () {
       const d = await startSupabase('logrotate');
       const file = path.join(d.logDir, `exai-daemon-${d.pid}.log`);
-      await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('"msg":"listening"'), 3000, 'listening line');
+      await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('"msg":"listening"'), 3000, 'listening line', { everyMs: 25 });
       fs.renameSync(file, `${file}.1`);
       d.proc.kill('SIGHUP');
-      await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('reopened the log file'), 3000, 'fresh file');
+      await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('reopened the log file'), 3000, 'fresh file', { everyMs: 25 });
       assert.equal((fs.statSync(file).mode & 0o777).toString(8), '600');
 
       const { ack } = await helloOk(d.url, await mint(), 'after-rotate');
-      await waitFor(() => fs.readFileSync(file, 'utf8').includes(ack.session_id), 3000, 'new connection in the fresh file');
+      await waitFor(() => fs.readFileSync(file, 'utf8').includes(ack.session_id), 3000, 'new connection in the fresh file', { everyMs: 25 });
       const rotated = fs.readFileSync(`${file}.1`, 'utf8');
       assert.ok(rotated.includes('"msg":"listening"'), 'the old lines stay in the renamed file');
       assert.ok(!rotated.includes(ack.session_id) && !rotated.includes('reopened the log file'), 'nothing new goes to the renamed file');
@@ -431,7 +397,7 @@ describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {
       const text = await waitFor(() => {
         const t = fs.readFileSync(file, 'utf8');
         return t.includes(again.ack.session_id) ? t : null;
-      }, 3000, 'line after truncation');
+      }, 3000, 'line after truncation', { everyMs: 25 });
       assert.ok(!text.includes('\0'), 'no NUL bytes: writes follow the truncation');
       assert.ok(text.startsWith('{'), 'the first line starts at the beginning of the file');
     });

@@ -12,6 +12,7 @@ import type { HelloAck } from '../../server/protocol';
 import { connect, type TestClient } from '../helpers/client';
 import { startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
 import { makeCert, requireOpenssl } from '../helpers/tlsCert';
+import { waitFor } from '../helpers/wait';
 
 /** Settings of the test runner's environment that would change what the daemon does. */
 const CLEAN_ENV: Record<string, undefined> = {
@@ -22,18 +23,6 @@ const CLEAN_ENV: Record<string, undefined> = {
 };
 
 const HALF_UPGRADE = 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'; // no blank line: never finished
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
 
 /** A raw TCP socket to the daemon (optionally from another loopback address); `closed` is set when the daemon ends it. */
 function rawSocket(port: number, localAddress?: string): Promise<net.Socket & { closedAt?: number }> {

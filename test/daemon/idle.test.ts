@@ -8,18 +8,11 @@ import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL, mintAccessToken, startJwksServer, type JwksServer } from '../helpers/tokens';
+import { sleep, within } from '../helpers/wait';
 import { readDiscovery } from '../../server/auth/localMode';
 import type { HelloAck } from '../../server/protocol';
 
 const TICK_MS = 200;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-};
 
 /** Sends `frame(n)` every TICK_MS until stopped (or the socket closes). */
 function every(client: TestClient, what: (n: number) => void): () => void {

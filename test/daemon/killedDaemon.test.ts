@@ -11,6 +11,7 @@ import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JWKS_PATH, mintAccessToken, mintAnonKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { sleep } from '../helpers/wait';
 import { startPostgrest, type Postgrest } from '../postgrest/server';
 
 type FailAck = Extract<HelloAck, { ok: false }>;
@@ -19,7 +20,6 @@ const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-killed-daemon-test';
 const LIMIT = 2;
 /** What the issue promises: connect again within a minute. */
 const PROMISE_MS = 60_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a killed daemon: its users connect again through another daemon within a minute', function () {
   this.timeout(30000);

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { isProcessAlive } from '../../server/auth/localMode';
 import type { HealthBody } from '../../server/protocol';
@@ -14,7 +13,9 @@ import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ENV_WHITELIST, en
 import { reusePid, startBystander, type Bystander } from '../helpers/bystander';
 import { helloClient } from '../helpers/client';
 import { DAEMON_JS, tempDir } from '../helpers/daemon';
+import { getJson } from '../helpers/getJson';
 import { mintAnonKey } from '../helpers/tokens';
+import { sleep, waitFor } from '../helpers/wait';
 import pkg from '../../package.json';
 
 const CHILD_ENV = 'EXAI_LAUNCHER_TEST_CHILD';
@@ -34,16 +35,6 @@ if (process.env[CHILD_ENV]) {
   describe('daemon launcher (real dist/server.js)', launcherTests);
 }
 
-function health(port: number): Promise<{ status: number; body: HealthBody }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/health', timeout: 3000 }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-    }).on('error', reject);
-  });
-}
-
 /** Alive and not a zombie. */
 function running(pid: number): boolean {
   if (!isProcessAlive(pid)) return false;
@@ -53,15 +44,6 @@ function running(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return true;
 }
 
 /** The environment of a process, as name -> value. */
@@ -120,9 +102,11 @@ function launcherTests(this: Mocha.Suite) {
     for (const dir of stateDirs.splice(0)) for (const pid of daemonsOn(dir)) started.add(pid);
     for (const pid of started) if (running(pid)) process.kill(pid, 'SIGTERM');
     for (const pid of started) {
-      if (!(await waitFor(() => !running(pid), 5000))) {
+      const gone = () => !running(pid);
+      const exited = await waitFor(gone, 5000, `daemon ${pid} to exit on SIGTERM`, { everyMs: 25 }).then(() => true, () => false);
+      if (!exited) {
         process.kill(pid, 'SIGKILL');
-        await waitFor(() => !running(pid), 2000);
+        await waitFor(gone, 2000, `daemon ${pid} to exit on SIGKILL`, { everyMs: 25 }).catch(() => {}); // best effort
       }
     }
     started.clear();
@@ -140,7 +124,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(info.port, d.port);
     assert.equal(info.secret, d.secret);
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
-    const h = await health(d.port);
+    const h = await getJson<HealthBody>(d.port, '/health');
     assert.equal(h.status, 200);
     assert.equal(h.body.status, 'ok');
     assert.equal(h.body.mode, 'local');
@@ -169,7 +153,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(d.spawned, true);
     assert.notEqual(d.pid, deadPid);
     assert.notEqual(d.secret, 'stale-secret');
-    assert.equal((await health(d.port)).body.status, 'ok');
+    assert.equal((await getJson<HealthBody>(d.port, '/health')).body.status, 'ok');
   });
 
   it('refuses a running daemon of another version with DaemonVersionMismatch (and leaves it running)', async function () {
@@ -196,7 +180,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(a.secret, b.secret);
     assert.equal([a, b].filter((d) => d.spawned).length, 1, 'exactly one of them started the daemon');
     // The loser's daemon printed already_running and exited.
-    assert.ok(await waitFor(() => daemonsOn(o.stateDir).length === 1, 3000), `daemons: ${daemonsOn(o.stateDir)}`);
+    await waitFor(() => daemonsOn(o.stateDir).length === 1, 3000, 'one daemon left', { everyMs: 25, context: () => `daemons: ${daemonsOn(o.stateDir)}` });
     assert.deepEqual(daemonsOn(o.stateDir), [a.pid]);
   });
 
@@ -228,8 +212,8 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal([a, b].filter((d) => d.spawned).length, 1);
     // The daemon outlives the processes that started it (detached).
     assert.ok(running(a.pid));
-    assert.equal((await health(a.port)).body.status, 'ok');
-    assert.ok(await waitFor(() => daemonsOn(o.stateDir).length === 1, 3000), `daemons: ${daemonsOn(o.stateDir)}`);
+    assert.equal((await getJson<HealthBody>(a.port, '/health')).body.status, 'ok');
+    await waitFor(() => daemonsOn(o.stateDir).length === 1, 3000, 'one daemon left', { everyMs: 25, context: () => `daemons: ${daemonsOn(o.stateDir)}` });
   });
 
   it('restartLocalDaemon stops the running daemon and starts a new one', async function () {
@@ -240,7 +224,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(second.spawned, true);
     assert.notEqual(second.secret, first.secret);
     assert.equal(running(first.pid), false);
-    assert.equal((await health(second.port)).body.status, 'ok');
+    assert.equal((await getJson<HealthBody>(second.port, '/health')).body.status, 'ok');
     assert.deepEqual(daemonsOn(o.stateDir), [second.pid]);
   });
 
@@ -252,10 +236,10 @@ function launcherTests(this: Mocha.Suite) {
     async function deadDaemonWithReusedPid(o: LauncherOptions, edit: (info: Record<string, unknown>) => void = () => {}) {
       const dead = await ensure(o);
       process.kill(dead.pid, 'SIGKILL');
-      assert.ok(await waitFor(() => !running(dead.pid), 5000));
+      await waitFor(() => !running(dead.pid), 5000, 'the killed daemon to exit', { everyMs: 25 });
       // A pid is reused long after its process started (here: > 1 s after it wrote started_at).
       const startedAt = Date.parse(JSON.parse(fs.readFileSync(path.join(o.stateDir, 'daemon.json'), 'utf8')).started_at);
-      await new Promise((r) => setTimeout(r, Math.max(0, startedAt + 1500 - Date.now())));
+      await sleep(Math.max(0, startedAt + 1500 - Date.now()));
       const bystander = await startBystander(pkg.version); // answers /health like a daemon of our version
       bystanders.push(bystander);
       reusePid(o.stateDir, bystander.pid, bystander.port);
@@ -269,11 +253,11 @@ function launcherTests(this: Mocha.Suite) {
       const d = track(await restartLocalDaemon(o));
       assert.equal(d.spawned, true);
       assert.notEqual(d.pid, bystander.pid);
-      assert.equal((await health(d.port)).body.status, 'ok');
+      assert.equal((await getJson<HealthBody>(d.port, '/health')).body.status, 'ok');
       const { client, ack } = await helloClient(d.url, d.secret!);
       assert.ok(ack.op === 'hello_ack' && ack.ok, 'the new daemon accepts its own secret');
       await client.close();
-      await new Promise((r) => setTimeout(r, 200)); // a signal sent would have been recorded by now
+      await sleep(200); // a signal sent would have been recorded by now
       assert.deepEqual(bystander.signals(), [], 'the unrelated process was signalled');
       assert.ok(bystander.running());
       assert.deepEqual(daemonsOn(o.stateDir), [d.pid]);
@@ -354,8 +338,8 @@ function launcherTests(this: Mocha.Suite) {
     // Draining: the daemon stops accepting (or answers 503) but lives on until the call ends.
     let status = 'ok';
     for (let i = 0; i < 40 && status === 'ok'; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      status = await health(first.port).then((h) => h.body.status, () => 'refused');
+      await sleep(25);
+      status = await getJson<HealthBody>(first.port, '/health').then((h) => h.body.status, () => 'refused');
     }
     assert.notEqual(status, 'ok');
     assert.ok(running(first.pid), 'the daemon should still be draining');
@@ -410,7 +394,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.equal(env.EXAI_IDLE_EXIT_SECONDS, '123');
     assert.equal(env.EXAI_WS_PORT, '0');
     if (process.env.PATH) assert.equal(env.PATH, process.env.PATH);
-    assert.equal((await health(d.port)).body.mode, 'local');
+    assert.equal((await getJson<HealthBody>(d.port, '/health')).body.mode, 'local');
   });
 
   it('spawns a supabase-mode daemon with only the project URL and the public anon key', async function () {
@@ -429,7 +413,7 @@ function launcherTests(this: Mocha.Suite) {
       }
     }
     assert.equal(d.secret, null, 'no local secret: users present their own tokens');
-    assert.equal((await health(d.port)).body.mode, 'supabase');
+    assert.equal((await getJson<HealthBody>(d.port, '/health')).body.mode, 'supabase');
     const env = environOf(d.pid);
     assert.equal(env.SUPABASE_URL, 'http://127.0.0.1:9');
     assert.equal(env.SUPABASE_ANON_KEY, anonKey);
@@ -476,7 +460,7 @@ function launcherTests(this: Mocha.Suite) {
     assert.match(err.message, /did not start within/);
     assert.ok(Date.now() - t0 < 3000);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    assert.ok(await waitFor(() => !running(pid), 3000), 'the silent process was not stopped');
+    await waitFor(() => !running(pid), 3000, 'the silent process to be stopped', { everyMs: 25 });
   });
 
   it('throws DaemonStartFailed when the runtime cannot be run', async function () {

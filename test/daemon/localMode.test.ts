@@ -9,6 +9,7 @@ import { helloClient, type TestClient } from '../helpers/client';
 import { DAEMON_JS, runDaemon, startDaemon, tempDir, type DaemonOptions, type RunningDaemon } from '../helpers/daemon';
 import { isProcessAlive, processStart, type DiscoveryInfo } from '../../server/auth/localMode';
 import { reusePid, startBystander } from '../helpers/bystander';
+import { sleep, within } from '../helpers/wait';
 import type { CallToolResult, ListeningLine } from '../../server/protocol';
 
 /** Settings of the test runner's environment that would change what the daemon does. */
@@ -19,9 +20,6 @@ const CLEAN_ENV: Record<string, undefined> = {
 };
 const LOOKS_LIKE_A_JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
-  Promise.race([p, sleep(ms).then(() => { throw new Error(`${what}: not within ${ms} ms`); })]);
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 const discoveryFile = (stateDir: string) => path.join(stateDir, 'daemon.json');
 const lockFile = (stateDir: string) => path.join(stateDir, 'daemon.lock');

@@ -11,33 +11,22 @@ import { decodeJwt } from 'jose';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
-import { mcpConnect, rawInitialize, rawMcp, initializeBody, withTimeout, type McpTestClient } from '../helpers/mcp';
+import { mcpConnect, rawInitialize, rawMcp, initializeBody, type McpTestClient } from '../helpers/mcp';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import {
   JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, mintServiceRoleKey, startJwksServer, unsignedToken,
   type JwksServer, type MintOptions,
 } from '../helpers/tokens';
 import { makeCert } from '../helpers/tlsCert';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { startPostgrest } from '../postgrest/server';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
 const LEGACY_SECRET = 'legacy-project-jwt-secret-at-least-32-characters';
 const API_KEY = 'sk-exai-mcp-sb-0123456789abcdefghijkl';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowSec = () => Math.floor(Date.now() / 1000);
 const textOf = (result: any) => (result.content as { type: string; text: string }[]).map((c) => c.text).join('');
 const jsonOf = (result: any) => JSON.parse(textOf(result));
-
-async function waitFor<T>(check: () => Promise<T>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(50);
-  }
-}
 
 /** The HTTP status of a failed SDK client call (StreamableHTTPError), or null when it succeeded. */
 async function statusOfCall(p: Promise<unknown>): Promise<number | null> {
@@ -108,7 +97,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     this.timeout(20000);
     await Promise.all(mcpClients.splice(0).map((c) => c.close()));
     await Promise.all(wsClients.splice(0).map((c) => c.close()));
-    await Promise.all(extra.splice(0).map((d) => withTimeout(d.stop(), 15000, 'daemon stop').catch(() => d.kill9())));
+    await Promise.all(extra.splice(0).map((d) => within(d.stop(), 15000, 'daemon stop').catch(() => d.kill9())));
     await db.query("update public.mcp_sessions set connection_status = 'disconnected' where connection_status = 'connected'");
   });
 
@@ -123,7 +112,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
           if (signature) assert.ok(!logs.includes(signature), 'no token signature in the log');
         }
         assert.ok(!logs.includes(API_KEY));
-        assert.equal(await withTimeout(main.stop(), 15000, 'main daemon stop'), 0);
+        assert.equal(await within(main.stop(), 15000, 'main daemon stop'), 0);
       }
     } finally {
       await main?.kill9();
@@ -359,7 +348,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     const d = await startExtra('mcp-shutdown');
     const c = await connect(d, await mint({ user: JAZEEL }));
     assert.equal(await statusOf(c.sessionId), 'connected');
-    assert.equal(await withTimeout(d.stop(), 15000, 'stop'), 0);
+    assert.equal(await within(d.stop(), 15000, 'stop'), 0);
     assert.equal(await statusOf(c.sessionId), 'disconnected');
   });
 
@@ -401,7 +390,7 @@ describe('MCP sessions through the Supabase Data API (SUPABASE_ANON_KEY, each us
     this.timeout(20000);
     await Promise.all(clients.splice(0).map((c) => c.close()));
     try {
-      if (daemon) assert.equal(await withTimeout(daemon.stop(), 15000, 'stop'), 0);
+      if (daemon) assert.equal(await within(daemon.stop(), 15000, 'stop'), 0);
     } finally {
       await daemon?.kill9();
       await Promise.all([gateway?.close(), jwks?.close()]);

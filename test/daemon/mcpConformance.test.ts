@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startBearerProxy, type BearerProxy } from '../helpers/bearerProxy';
 import { startDaemon, tempDir, type RunningDaemon } from '../helpers/daemon';
-import { withTimeout } from '../helpers/mcp';
+import { within } from '../helpers/wait';
 
 const RUNNER = path.resolve(__dirname, '../../../node_modules/@modelcontextprotocol/conformance/dist/index.js');
 const APPLICABLE_SCENARIOS = ['server-initialize', 'ping', 'tools-list', 'logging-set-level', 'dns-rebinding-protection', 'server-sse-multiple-streams'];
@@ -30,7 +30,7 @@ async function runScenario(url: string, scenario: string): Promise<{ code: numbe
   let output = '';
   child.stdout.on('data', (d) => (output = (output + d).slice(-20_000)));
   child.stderr.on('data', (d) => (output = (output + d).slice(-20_000)));
-  const code = await withTimeout(new Promise<number | null>((resolve) => child.on('exit', resolve)), 60_000, `conformance ${scenario}`).catch((err) => {
+  const code = await within(new Promise<number | null>((resolve) => child.on('exit', resolve)), 60_000, `conformance ${scenario}`).catch((err) => {
     child.kill('SIGKILL');
     throw err;
   });
@@ -56,7 +56,7 @@ describe('MCP conformance (@modelcontextprotocol/conformance server scenarios) a
   after(async function () {
     this.timeout(20_000);
     await proxy?.close();
-    if (daemon) assert.equal(await withTimeout(daemon.stop(), 15_000, 'daemon stop'), 0);
+    if (daemon) assert.equal(await within(daemon.stop(), 15_000, 'daemon stop'), 0);
   });
 
   for (const scenario of APPLICABLE_SCENARIOS) {

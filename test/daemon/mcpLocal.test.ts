@@ -6,13 +6,14 @@
 // unknown sessions, and the drain on SIGTERM. Every wait is bounded.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { ServerFrame, ToolDescription } from '../../server/protocol';
 import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { initializeBody, mcpConnect, rawInitialize, rawMcp, withTimeout, type McpTestClient } from '../helpers/mcp';
+import { getJson } from '../helpers/getJson';
+import { initializeBody, mcpConnect, rawInitialize, rawMcp, type McpTestClient } from '../helpers/mcp';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { startFakeOpenAI, type FakeOpenAI } from '../providers/fakeOpenAI';
 
 const API_KEY = 'sk-exai-mcp-test-0123456789abcdefghijkl';
@@ -24,28 +25,7 @@ const CLEAN_ENV: Record<string, undefined> = {
   KIMI_API_KEY: undefined, GLM_API_KEY: undefined,
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const textOf = (result: any) => (result.content as { type: string; text: string }[]).map((c) => c.text).join('');
-
-function getHealth(port: number): Promise<any> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/health', timeout: 5000 }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve(JSON.parse(text)));
-    }).on('error', reject);
-  });
-}
-
-async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
 
 describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', function () {
   this.timeout(30000);
@@ -80,7 +60,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
   afterEach(async function () {
     await Promise.all(mcpClients.splice(0).map((c) => c.close()));
     await Promise.all(wsClients.splice(0).map((c) => c.close()));
-    await Promise.all(extra.splice(0).map((d) => withTimeout(d.stop(), 15000, 'daemon stop').catch(() => d.kill9())));
+    await Promise.all(extra.splice(0).map((d) => within(d.stop(), 15000, 'daemon stop').catch(() => d.kill9())));
   });
 
   after(async function () {
@@ -90,7 +70,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
       assert.ok(logs.includes('mcp session opened'), 'the log records MCP sessions');
       assert.ok(!logs.includes(secret), 'the local secret never reaches the log');
       assert.ok(!logs.includes(API_KEY), 'the provider key never reaches the log');
-      assert.equal(await withTimeout(daemon.stop(), 15000, 'daemon stop'), 0);
+      assert.equal(await within(daemon.stop(), 15000, 'daemon stop'), 0);
     } finally {
       await daemon?.kill9();
       await fake?.close();
@@ -106,7 +86,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     const who = JSON.parse(textOf(await c.client.callTool({ name: 'whoami', arguments: {} })));
     assert.match(who.user_id, /^local:/);
     assert.equal(who.session_id, c.sessionId, "the tool sees the MCP session's id");
-    const health = await getHealth(daemon.port);
+    const health = (await getJson(daemon.port, '/health')).body;
     assert.equal(health.mcp_sessions, 1);
     assert.equal(health.users, 1);
   });
@@ -313,11 +293,11 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
 
   it('DELETE ends the session: later requests on it get 404 and /health no longer counts it', async function () {
     const c = await connect();
-    const before = (await getHealth(daemon.port)).mcp_sessions;
+    const before = (await getJson(daemon.port, '/health')).body.mcp_sessions;
     await c.transport.terminateSession();
     const after = await rawMcp(daemon.port, { body: { jsonrpc: '2.0', id: 1, method: 'ping' }, headers: { ...bearer(), 'mcp-session-id': c.sessionId } });
     assert.equal(after.status, 404);
-    assert.equal((await getHealth(daemon.port)).mcp_sessions, before - 1);
+    assert.equal((await getJson(daemon.port, '/health')).body.mcp_sessions, before - 1);
   });
 
   it('drains on SIGTERM: calls in flight finish, new sessions get 503, late calls end shutting_down, exit 0', async function () {
@@ -329,7 +309,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     const long = c.client.callTool({ name: 'echo', arguments: { text: 'too slow', delay_ms: 60_000 } }, undefined, { timeout: 30_000 });
     await sleep(200);
     d.proc.kill('SIGTERM');
-    await waitFor(async () => (await getHealth(d.port).catch(() => ({ status: 'gone' }))).status !== 'ok', 5000, 'draining');
+    await waitFor(async () => (await getJson(d.port, '/health').then((r) => r.body, () => ({ status: 'gone' }))).status !== 'ok', 5000, 'draining');
     const refused = await rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${secretOf(d)}` } }).catch(() => null);
     if (refused) assert.equal(refused.status, 503, refused.text);
     assert.equal(textOf(await short), 'made it');
@@ -337,7 +317,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     assert.equal(late.isError, true);
     assert.match(textOf(late), /shutting down and cancelled this echo call/);
     assert.equal((late._meta as any)['exai/error_code'], 'shutting_down');
-    assert.equal(await withTimeout(d.exited, 15000, 'exit'), 0);
+    assert.equal(await within(d.exited, 15000, 'exit'), 0);
   });
 
   it('keeps a daemon that exits when unused running while an MCP session is open', async function () {
@@ -349,7 +329,7 @@ describe('MCP Streamable HTTP at /mcp: local mode (real daemon, SDK client)', fu
     assert.equal(d.proc.exitCode, null, 'still running with an MCP session open');
     assert.deepEqual(await c.client.ping(), {});
     await c.transport.terminateSession();
-    assert.equal(await withTimeout(d.exited, 10_000, 'exit once unused'), 0);
+    assert.equal(await within(d.exited, 10_000, 'exit once unused'), 0);
   });
 
   it('reports a 404 to the SDK client for a session this daemon does not hold', async function () {

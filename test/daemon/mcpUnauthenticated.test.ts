@@ -10,7 +10,8 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { rawInitialize, rawMcp, withTimeout } from '../helpers/mcp';
+import { rawInitialize, rawMcp } from '../helpers/mcp';
+import { sleep, waitFor, within } from '../helpers/wait';
 
 const CLEAN_ENV: Record<string, undefined> = {
   MCP_ENABLE_MULTI_USER: undefined, SUPABASE_URL: undefined, SUPABASE_JWT_SECRET: undefined, DATABASE_URL: undefined,
@@ -21,18 +22,6 @@ const CLEAN_ENV: Record<string, undefined> = {
 const PER_ADDRESS_CAP = 8;
 const FLOOD = 40;
 const HALF_UPGRADE = 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'; // no blank line: never finished
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(check: () => T, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
 
 type TrackedSocket = net.Socket & { closedAt?: number };
 
@@ -74,7 +63,7 @@ describe('MCP sockets and the caps on unauthenticated sockets', function () {
 
   afterEach(async function () {
     for (const s of sockets.splice(0)) s.destroy();
-    if (daemon) await withTimeout(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon!.kill9());
+    if (daemon) await within(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon!.kill9());
     daemon = undefined;
   });
 

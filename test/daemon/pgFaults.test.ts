@@ -10,6 +10,7 @@ import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { startPgCluster, type PgCluster } from '../helpers/pgCluster';
 import { JAZEEL, MICHELLE, mintAccessToken, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 import type { CallToolResult, HelloAck, ServerFrame } from '../../server/protocol';
 
 type FailAck = Extract<HelloAck, { ok: false }>;
@@ -23,28 +24,6 @@ const MAX_CALLS_PER_CLIENT = 400;
 const PAUSE_AFTER_OK_MS = 10;
 /** Longer after a failure (they come fast while the database is down), so the bound above lasts. */
 const PAUSE_AFTER_FAILURE_MS = 100;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-/** Polls `check` until truthy; fails after `ms`, or at once when `stillUp` says the daemon died. */
-async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string, stillUp: () => void = () => {}): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    stillUp();
-    const last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(100);
-  }
-}
 
 interface LiveClient {
   client: TestClient;
@@ -71,7 +50,8 @@ describe('PostgreSQL restarts and outages under load (a cluster this file owns)'
 
   const alive = () => daemon.proc.exitCode === null && daemon.proc.signalCode === null;
   const assertAlive = () => assert.ok(alive(), `the daemon exited (${daemon.proc.exitCode ?? daemon.proc.signalCode}): ${daemon.stderr()}`);
-  const waitUp = <T>(check: () => Promise<T> | T, ms: number, what: string) => waitFor(check, ms, what, assertAlive);
+  /** waitFor, failing at once when the daemon has died. */
+  const waitUp = <T>(check: () => Promise<T> | T, ms: number, what: string) => waitFor(check, ms, what, { everyMs: 100, failFast: assertAlive });
   const logLines = () => daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
   const rowsOf = async (ids: string[]) =>
     cluster.query<{ session_id: string; connection_status: string; fresh: boolean }>(

@@ -1,23 +1,13 @@
 // The wire protocol (docs/protocol.md) against the real daemon in local mode: handshake and its
 // close codes, the upgrade checks, tools, concurrency, cancel and per-connection dedup.
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { connect, helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { getJson } from '../helpers/getJson';
 import { readDiscovery } from '../../server/auth/localMode';
 import type { CallToolResult, HelloAck, ServerFrame, ToolDescription } from '../../server/protocol';
 
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
-
-function getJson(port: number, path: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, headers }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-    }).on('error', reject);
-  });
-}
 
 describe('wire protocol (local mode daemon)', function () {
   let daemon: RunningDaemon;

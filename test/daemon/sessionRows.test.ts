@@ -6,54 +6,33 @@
 // heartbeats are logged once, not once a beat. The real daemon behind a proxy that can cut /rest/v1,
 // the PostgREST stand-in (test/postgrest) on a fresh test database. Every wait is bounded.
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { HelloAck } from '../../server/protocol';
 import { helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { mcpConnect, rawMcp, type McpTestClient } from '../helpers/mcp';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
+import { startRestCut, type RestCut } from '../helpers/restCut';
 import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 import { startPostgrest, type Postgrest } from '../postgrest/server';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
 
 const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-session-row-tests';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-async function waitFor<T>(check: () => Promise<T> | T, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(100);
-  }
-}
 
 describe('session rows: one lease for WebSocket connections and MCP sessions (Data API behind a cut)', function () {
   this.timeout(40_000);
   let db: TestDatabase;
   let jwks: JwksServer;
   let gateway: Postgrest;
-  /** In front of the gateway: while `restDown`, every /rest/v1 request has its socket destroyed. */
-  let cut: http.Server;
-  let cutUrl: string;
-  let restDown = false;
+  /** In front of the gateway: while `cut.restDown`, every /rest/v1 request has its socket destroyed. */
+  let cut: RestCut;
   let daemon: RunningDaemon;
   const clients: TestClient[] = [];
   const mcpClients: McpTestClient[] = [];
 
   const mint = (user: TestUser, expiresInSec = 3600) =>
-    mintAccessToken({ key: jwks.keys.es256, issuer: `${cutUrl}/auth/v1`, user, expiresInSec });
+    mintAccessToken({ key: jwks.keys.es256, issuer: `${cut.url}/auth/v1`, user, expiresInSec });
   const helloOk = async (token: string, instance: string) => {
     const { client, ack } = await helloClient(daemon.url, token, instance);
     clients.push(client);
@@ -84,21 +63,11 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
     gateway = await startPostgrest({
       databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, authUpstream: jwks.url, clockSkewSec: 0,
     });
-    cut = http.createServer((req, res) => {
-      if (restDown && req.url?.startsWith('/rest/v1/')) return void req.socket.destroy();
-      const proxied = http.request(new URL(req.url!, gateway.url), { method: req.method, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      proxied.on('error', () => res.destroy());
-      req.pipe(proxied);
-    });
-    await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
-    cutUrl = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+    cut = await startRestCut(() => gateway.url);
     daemon = await startDaemon({
       env: {
         MCP_ENABLE_MULTI_USER: 'true',
-        SUPABASE_URL: cutUrl,
+        SUPABASE_URL: cut.url,
         SUPABASE_ANON_KEY: anonKey,
         EXAI_DAEMON_ID: 'session-rows',
         EXAI_HEARTBEAT_SECONDS: '1',
@@ -111,7 +80,7 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
   });
 
   afterEach(async () => {
-    restDown = false;
+    if (cut) cut.restDown = false;
     await Promise.all(mcpClients.splice(0).map((c) => c.close()));
     await Promise.all(clients.splice(0).map((c) => c.close()));
   });
@@ -120,8 +89,7 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
     this.timeout(30_000);
     try {
       if (daemon) await within(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon.kill9());
-      cut?.closeAllConnections();
-      await new Promise((r) => (cut ? cut.close(r) : r(null)));
+      await cut?.close();
       await gateway?.close();
       await jwks?.close();
     } finally {
@@ -141,7 +109,7 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
     const closed = await within(client.closed, 8000, 'the WebSocket closed');
     assert.equal(closed.code, 4006, JSON.stringify(closed));
     assert.equal(closed.reason, 'session_ended');
-    await waitFor(async () => (await mcpPing(mcp.sessionId, mcpToken)) === 404, 8000, 'the MCP session ended');
+    await waitFor(async () => (await mcpPing(mcp.sessionId, mcpToken)) === 404, 8000, 'the MCP session ended', { everyMs: 100 });
     assert.equal(await statusOf(wsSession), 'disconnected');
     assert.equal(await statusOf(mcp.sessionId), 'disconnected');
     // Only the ended rows: another window of the same user goes on.
@@ -154,13 +122,13 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
     // Another MCP session stays open: its heartbeat notices when the API is back.
     const staying = await mcpOpen(await mint(MICHELLE));
     const cutAt = Date.now();
-    restDown = true;
+    cut.restDown = true;
     await within(leaving.transport.terminateSession(), 8000, 'DELETE answered during the cut (the ending is queued, not awaited)');
     await sleep(3500); // several heartbeats fail; longer than the 3 quick retries MCP endings once gave up after
     assert.equal(await statusOf(leaving.sessionId), 'connected');
     const restoredAt = Date.now();
-    restDown = false;
-    await waitFor(async () => (await statusOf(leaving.sessionId)) === 'disconnected', 20_000, 'the row ended after the cut');
+    cut.restDown = false;
+    await waitFor(async () => (await statusOf(leaving.sessionId)) === 'disconnected', 20_000, 'the row ended after the cut', { everyMs: 100 });
     const failures = logLines().filter((l) => /^heartbeat could not update/.test(l.msg) && l.session === staying.sessionId
       && Date.parse(l.t) >= cutAt && Date.parse(l.t) <= restoredAt);
     assert.equal(failures.length, 1, `heartbeat failure lines of the staying session: ${failures.length}`);
@@ -171,16 +139,17 @@ describe('session rows: one lease for WebSocket connections and MCP sessions (Da
     const shortLived = await mint(JAZEEL, 4);
     const leaving = await mcpOpen(shortLived);
     await mcpOpen(await mint(MICHELLE));
-    restDown = true;
+    cut.restDown = true;
     await within(leaving.transport.terminateSession(), 8000, 'DELETE answered during the cut');
     const exp = JSON.parse(Buffer.from(shortLived.split('.')[1], 'base64url').toString()).exp as number;
-    await waitFor(() => Date.now() > exp * 1000 + 500, 10_000, 'the token to expire');
+    await waitFor(() => Date.now() > exp * 1000 + 500, 10_000, 'the token to expire', { everyMs: 100 });
     const restoredAt = Date.now();
-    restDown = false;
+    cut.restDown = false;
     await waitFor(
       () => logLines().find((l) => /token expired while the session store was unavailable/.test(l.msg) && l.session === leaving.sessionId),
       20_000,
       'a log line saying the ending was dropped',
+      { everyMs: 100 },
     );
     const sentAfter = gateway.requests().filter((r) => r.at >= restoredAt && r.fn === 'mcp_close_session' && r.bearer === shortLived);
     assert.deepEqual(sentAfter, [], 'no request with the expired token');

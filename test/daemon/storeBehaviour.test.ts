@@ -17,6 +17,7 @@ import { PgSessionStore } from '../../server/sessions/pgStore';
 import type { SessionMetadata, SessionStore } from '../../server/sessions/store';
 import { startDataApiFixture } from '../helpers/dataApi';
 import { createTestDatabase } from '../helpers/pg';
+import { sleep } from '../helpers/wait';
 
 /** A row as stored (read around RLS, for assertions only). */
 interface StoredRow {
@@ -118,7 +119,7 @@ export function describeStoreBehaviour(name: string, makeHarness: () => Promise<
       const first = randomUUID();
       const second = randomUUID();
       await store.claim(a, first, 5, meta('d-list'));
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
       await store2.claim(a, second, 5, meta('d-list'));
       const list = await store.listOwn(a);
       assert.deepEqual(list.map((r) => r.session_id), [second, first]);

@@ -5,11 +5,11 @@
 // and the liveness bound. Every wait is bounded.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 import { decodeJwt } from 'jose';
 import { Client } from 'pg';
 import { connect, helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { getJson } from '../helpers/getJson';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import {
   JAZEEL,
@@ -23,6 +23,7 @@ import {
   type MintOptions,
   type TestUser,
 } from '../helpers/tokens';
+import { sleep, waitFor, within } from '../helpers/wait';
 import type { CallToolResult, HelloAck, ServerFrame } from '../../server/protocol';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
@@ -31,42 +32,8 @@ type FailAck = Extract<HelloAck, { ok: false }>;
 const LEGACY_SECRET = 'legacy-project-jwt-secret-at-least-32-characters';
 const DB_PASSWORD = 'exai_test';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowSec = () => Math.floor(Date.now() / 1000);
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
-
-/** Rejects when `p` has not settled within `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
-
-/** Polls `check` until it returns a truthy value; fails after `ms`, showing the last value seen. */
-async function waitFor<T>(check: () => Promise<T>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-    await sleep(50);
-  }
-}
-
-function getJson(port: number, path: string): Promise<{ status: number; text: string; body: any }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, text, body: JSON.parse(text) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('GET timed out')));
-    req.on('error', reject);
-  });
-}
 
 describe('supabase mode daemon (JWKS + real Postgres)', function () {
   this.timeout(20000);

@@ -15,6 +15,7 @@ import { PgSessionStore } from '../../server/sessions/pgStore';
 import { ThreadNotFound, type ThreadStore } from '../../server/sessions/store';
 import { startDataApiFixture } from '../helpers/dataApi';
 import { createTestDatabase } from '../helpers/pg';
+import { sleep } from '../helpers/wait';
 
 interface ThreadHarness {
   stores: [ThreadStore, ThreadStore];
@@ -83,7 +84,7 @@ function describeThreadStore(name: string, makeHarness: () => Promise<ThreadHarn
     it('lists own threads newest first with titles and counts', async function () {
       const a = await h.newUser();
       const t1 = await store.createThread(a, 'one');
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
       const t2 = await store2.createThread(a, 'two');
       await store.appendMessage(a, t1, 'user', 'x');
       await store.appendMessage(a, t1, 'assistant', 'y');

@@ -7,6 +7,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { answerPasswordSignIn, launchBrowser, newRunDir, openWorkbench, ROOT, runCommand, startCodeServer, type CodeServer } from '../helpers/codeServer';
 import { STACK_PASSWORDS, startStack, type TestStack } from '../helpers/stack';
 import { JAZEEL } from '../helpers/tokens';
+import { sleep } from '../helpers/wait';
 
 const OUT = path.join(ROOT, 'test-results', 'e2e');
 const VSIX = path.join(ROOT, `exai-vscode-${require(path.join(ROOT, 'package.json')).version}.vsix`);
@@ -62,7 +63,7 @@ describe('signing out from the Accounts menu (real VS Code)', function () {
     await b.screenshot({ path: path.join(OUT, 'accounts-menu-signed-out.png') });
     const rows = await stack.db.query<{ n: number }>("select count(*)::int as n from public.mcp_sessions where connection_status = 'connected'");
     for (let i = 0; i < 50 && rows[0].n > 0; i++) {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       rows.splice(0, 1, ...(await stack.db.query<{ n: number }>("select count(*)::int as n from public.mcp_sessions where connection_status = 'connected'")));
     }
     assert.equal(rows[0].n, 0, 'no connection left for the signed-out account');

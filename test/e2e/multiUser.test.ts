@@ -14,6 +14,7 @@ import { answerPasswordSignIn, newRunDir, launchBrowser, openWorkbench, ROOT, ru
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL, MICHELLE } from '../helpers/tokens';
+import { sleep } from '../helpers/wait';
 
 const OUT = path.join(ROOT, 'test-results', 'e2e');
 const VSIX = path.join(ROOT, `exai-vscode-${require(path.join(ROOT, 'package.json')).version}.vsix`);
@@ -96,7 +97,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     // Both connections live in the daemon at once, each as its own user, from its own window.
     let rows = await connectedRows();
     for (let i = 0; i < 50 && rows.length !== 2; i++) {
-      await new Promise((r) => setTimeout(r, 200)); // B's Jazeel connection closing
+      await sleep(200); // B's Jazeel connection closing
       rows = await connectedRows();
     }
     assert.deepEqual(rows.map((r) => r.email), [JAZEEL.email, MICHELLE.email]);
@@ -123,7 +124,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
   it('keeps both connections through several token expiries (refresh + in-band re-auth)', async function () {
     const before = await connectedRows();
     const refreshesBefore = auth.refreshRequests();
-    await new Promise((r) => setTimeout(r, (JWT_EXPIRY_SEC * 2 + 5) * 1000)); // > two token lifetimes
+    await sleep((JWT_EXPIRY_SEC * 2 + 5) * 1000); // > two token lifetimes
     await connectedAs(windowA, JAZEEL.email);
     await connectedAs(windowB, MICHELLE.email);
     const after = await connectedRows();
@@ -143,7 +144,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     auth.resetCounters();
     const rowsBefore = (await connectedRows()).filter((r) => r.email === JAZEEL.email);
     assert.equal(rowsBefore.length, 2);
-    await new Promise((r) => setTimeout(r, (JWT_EXPIRY_SEC * 2 + 3) * 1000));
+    await sleep((JWT_EXPIRY_SEC * 2 + 3) * 1000);
     await connectedAs(windowA, JAZEEL.email);
     await connectedAs(windowC, JAZEEL.email);
     const rowsAfter = (await connectedRows()).filter((r) => r.email === JAZEEL.email);
@@ -205,7 +206,7 @@ describe('two users in two windows of a real VS Code (supabase mode)', function 
     await windowA.screenshot({ path: path.join(OUT, 'signed-out-everywhere.png') });
     let rows = await connectedRows();
     for (let i = 0; i < 50 && rows.some((r) => r.email === JAZEEL.email); i++) {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       rows = await connectedRows();
     }
     assert.deepEqual(rows.filter((r) => r.email === JAZEEL.email), [], 'no Jazeel connection left');

@@ -13,6 +13,7 @@ import { answerPasswordSignIn, launchBrowser, newRunDir, openWorkbench, ROOT, ru
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL } from '../helpers/tokens';
+import { waitFor } from '../helpers/wait';
 
 const OUT = path.join(ROOT, 'test-results', 'e2e');
 const VSIX = path.join(ROOT, `exai-vscode-${require(path.join(ROOT, 'package.json')).version}.vsix`);
@@ -35,13 +36,7 @@ describe("a workspace's settings cannot choose where the window's tokens go (cod
   let browser: BrowserContext;
 
   const connections = async (d: RunningDaemon) => ((await (await fetch(`http://127.0.0.1:${d.port}/health`)).json()) as { connections: number }).connections;
-  const until = async (what: string, check: () => Promise<boolean>, ms = 60_000) => {
-    const deadline = Date.now() + ms;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const until = (what: string, check: () => Promise<boolean>, ms = 60_000) => waitFor(check, ms, what, { everyMs: 250 });
   const writeRepoSettings = (folder: string, settings: Record<string, unknown>) => {
     fs.mkdirSync(path.join(folder, '.vscode'), { recursive: true });
     fs.writeFileSync(path.join(folder, '.vscode', 'settings.json'), JSON.stringify(settings, null, 2));

@@ -10,6 +10,7 @@ import { Accounts, RefreshUnavailableError, SignedOutError } from '../../src/aut
 import { passwordFlow } from '../../src/auth/flows/password';
 import { fileKeyProvider, SharedStore } from '../../src/auth/sharedStore';
 import { startAuthServer, type AuthServer } from '../auth-server/server';
+import { sleep } from '../helpers/wait';
 
 const EMAIL = 'jazeel@example.com';
 const PASSWORD = 'accounts-test-pw';
@@ -63,7 +64,7 @@ describe('Accounts (shared store + refresh lock) against the test auth server', 
     const a = window();
     const b = window();
     const account = await a.signIn(password());
-    await new Promise((r) => setTimeout(r, 1200));
+    await sleep(1200);
     auth.resetCounters();
     const [sa, sb] = await Promise.all([a.freshSession(account.id), b.freshSession(account.id)]);
     assert.equal(sa.access_token, sb.access_token);
@@ -93,7 +94,7 @@ describe('Accounts (shared store + refresh lock) against the test auth server', 
       },
       bundle: true, platform: 'node', format: 'cjs', outfile: child, logLevel: 'silent', external: ['esbuild'],
     });
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     auth.resetCounters();
     const at = String(Date.now() + 800); // all four start their refresh at the same moment
     const tokens = await Promise.all(Array.from({ length: 4 }, () => new Promise<string>((resolve, reject) => {
@@ -117,7 +118,7 @@ describe('Accounts (shared store + refresh lock) against the test auth server', 
     // Signed out elsewhere (e.g. "sign out everywhere" on another device): the session row goes.
     const res = await fetch(`${auth.url}/auth/v1/logout?scope=global`, { method: 'POST', headers: { apikey: auth.anonKey, authorization: `Bearer ${session.access_token}` } });
     assert.equal(res.status, 204);
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     await assert.rejects(a.freshSession(account.id), (err: Error) => err instanceof SignedOutError && /jazeel@example\.com was signed out .*Sign in again/.test(err.message));
     assert.deepEqual(await window().list(), []);
     auth.resetCounters();
@@ -129,7 +130,7 @@ describe('Accounts (shared store + refresh lock) against the test auth server', 
     auth.setJwtExpiry(2);
     const a = window();
     const account = await a.signIn(password());
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100);
     await auth.close();
     await assert.rejects(a.freshSession(account.id), (err: Error) => err instanceof RefreshUnavailableError && /Can't reach Supabase/.test(err.message));
     assert.ok(await a.readSession(account.id), 'still signed in');
@@ -152,7 +153,7 @@ describe('Accounts (shared store + refresh lock) against the test auth server', 
     const oldSessionId = JSON.parse(Buffer.from((await a.readSession(first.id))!.access_token.split('.')[1], 'base64url').toString()).session_id;
     await a.signIn(password());
     assert.deepEqual((await a.list()).map((x) => x.email), [EMAIL]);
-    for (let i = 0; i < 50 && auth.sessionExists(oldSessionId); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 50 && auth.sessionExists(oldSessionId); i++) await sleep(20);
     assert.equal(auth.sessionExists(oldSessionId), false);
   });
 });

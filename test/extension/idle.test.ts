@@ -12,9 +12,8 @@ import { parseConfig } from '../../src/config';
 import { WindowConnection } from '../../src/daemon/windowConnection';
 import { describeStatus, type Status } from '../../src/ui/status';
 import { DAEMON_JS } from '../helpers/daemon';
+import { sleep, waitFor } from '../helpers/wait';
 import pkg from '../../package.json';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('an idle-closed window (WindowConnection, real daemon with MCP_SESSION_TIMEOUT=1)', function () {
   this.timeout(60_000);
@@ -24,13 +23,8 @@ describe('an idle-closed window (WindowConnection, real daemon with MCP_SESSION_
   const notifications: string[] = [];
   const warnings: string[] = [];
 
-  const until = async (what: string, check: () => boolean, ms = 15_000) => {
-    const deadline = Date.now() + ms;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(statuses.slice(-5))}`);
-      await sleep(25);
-    }
-  };
+  const until = (what: string, check: () => boolean, ms = 15_000) =>
+    waitFor(check, ms, what, { everyMs: 25, context: () => `last statuses: ${JSON.stringify(statuses.slice(-5))}` });
   const last = () => statuses[statuses.length - 1];
 
   before(async function () {

@@ -10,6 +10,7 @@ import { bundleForChildProcess } from '../helpers/childBundle';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
 import { JAZEEL } from '../helpers/tokens';
+import { sleep, waitFor } from '../helpers/wait';
 
 const PASSWORD = 'sleep-resume-pw';
 const JWT_EXPIRY_SEC = 6;
@@ -55,23 +56,18 @@ describe('sleep and resume (a suspended window process)', function () {
         buffer = buffer.slice(nl + 1);
       }
     });
-    const until = async (what: string, check: () => boolean, ms: number) => {
-      const deadline = Date.now() + ms;
-      while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(events.slice(-10))}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
+    const until = (what: string, check: () => boolean, ms: number) =>
+      waitFor(check, ms, what, { everyMs: 100, context: () => `last events: ${JSON.stringify(events.slice(-10))}` });
     const connectedCount = () => events.filter((e) => e.status?.kind === 'connected').length;
     await until('connected', () => connectedCount() >= 1, 20_000);
 
     child.kill('SIGSTOP'); // asleep: no timer runs, no refresh, no pong
-    await new Promise((r) => setTimeout(r, (JWT_EXPIRY_SEC + 4) * 1000));
+    await sleep((JWT_EXPIRY_SEC + 4) * 1000);
     const before = connectedCount();
     child.kill('SIGCONT');
 
     await until('connected again after resume', () => connectedCount() > before || events.slice(-3).some((e) => e.log?.includes('re-authenticated')), 30_000);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     const last = [...events].reverse().find((e) => e.status);
     assert.equal(last.status.kind, 'connected', JSON.stringify(events.slice(-10)));
     assert.ok(!events.some((e) => e.status?.kind === 'signed_out'), 'never signed out');

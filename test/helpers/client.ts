@@ -2,6 +2,7 @@
 // observe the close code. Every wait is bounded.
 import WebSocket from 'ws';
 import type { ServerFrame } from '../../server/protocol';
+import { sleep } from './wait';
 
 export interface TestClient {
   ws: WebSocket;
@@ -46,7 +47,7 @@ export function connect(url: string, options: WebSocket.ClientOptions = {}): Pro
     closed,
     async close() {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 3000))]);
+      await Promise.race([closed, sleep(3000)]);
     },
   };
   return new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { sleep } from './wait';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 const LAB = path.join(ROOT, '.cache', 'vscode');
@@ -103,7 +104,7 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch {}
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`code-server did not start: ${fs.readFileSync(log, 'utf8').slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   return {
     url, port, runDir: opts.runDir, workspace: ws, userDataDir: ud,
@@ -112,7 +113,7 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
       if (proc.exitCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
       try { process.kill(-proc.pid!, 'SIGTERM'); } catch {}
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, sleep(5000)]);
       try { process.kill(-proc.pid!, 'SIGKILL'); } catch {}
     },
   };

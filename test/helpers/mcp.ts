@@ -8,6 +8,7 @@ import https from 'node:https';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LoggingMessageNotificationSchema, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import { within } from './wait';
 
 export interface McpTestClient {
   client: Client;
@@ -48,8 +49,8 @@ export async function mcpConnect(port: number, token: string, name = 'exai-test'
     setToken: (t) => void (bearer = t),
     logMessages,
     async close(terminate = true) {
-      if (terminate) await withTimeout(transport.terminateSession(), 5000).catch(() => {});
-      await withTimeout(client.close(), 5000).catch(() => {});
+      if (terminate) await within(transport.terminateSession(), 5000).catch(() => {});
+      await within(client.close(), 5000).catch(() => {});
     },
   };
 }
@@ -133,10 +134,5 @@ export async function rawInitialize(port: number, token: string, protocolVersion
   return { sessionId, protocolVersion: answer.messages[0]?.result?.protocolVersion, answer };
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
-  ]);
-}
+/** @deprecated The same as `within` from ./wait; use that. (Kept so that tests written against this name still build.) */
+export const withTimeout = within;

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { Client } from 'pg';
+import { sleep } from './wait';
 
 const ROOT = path.resolve(__dirname, '../../..'); // out/test/<dir>/x.js -> repo root
 export const ADMIN_URL = process.env.EXAI_TEST_PG_ADMIN_URL ?? 'postgres://exai_test:exai_test@127.0.0.1:5432/postgres';
@@ -37,7 +38,7 @@ async function ensureMigrationRole(client: Client): Promise<void> {
       // Two test processes creating the same cluster-wide role at once.
       const code = (err as { code?: string }).code;
       if (attempt >= 5 || !['42710', '23505', 'XX000', '40001', '40P01'].includes(code ?? '')) throw err;
-      await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
+      await sleep(50 * attempt + Math.random() * 100);
     }
   }
 }

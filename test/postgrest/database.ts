@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
+import { sleep } from '../helpers/wait';
 
 const ROOT = path.resolve(__dirname, '../../..'); // out/test/<dir>/x.js -> repo root
 
@@ -50,7 +51,7 @@ export async function prepareDatabase(superuserUrl: string): Promise<void> {
         // Two test processes creating / altering the same cluster-wide role at once.
         const code = (err as { code?: string }).code;
         if (attempt >= 5 || !['42710', '23505', 'XX000', '40001', '40P01'].includes(code ?? '')) throw err;
-        await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
+        await sleep(50 * attempt + Math.random() * 100);
       }
     }
     await client.query(`do $$ begin

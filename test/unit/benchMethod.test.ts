@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { pipelinedChunk } from '../../bench/lib/chunks';
 import { compare, roundOrder, runAlternating, runInterleaved, summarizeSide, type RoundSample } from '../../bench/lib/rounds';
 import { median, percentile } from '../../bench/lib/stats';
+import { sleep } from '../helpers/wait';
 
 const sample = (latenciesMs: number[], ops = latenciesMs.length, elapsedMs = latenciesMs.reduce((a, b) => a + b, 0)): RoundSample => ({ latenciesMs, ops, elapsedMs });
 
@@ -101,7 +102,7 @@ describe('bench pipelined chunks', function () {
 
   it('starts nothing after its deadline and reports what completed', async function () {
     let started = 0;
-    const op = () => { started++; return new Promise<void>((r) => setTimeout(r, 20)); };
+    const op = () => { started++; return sleep(20); };
     const result = await pipelinedChunk(1_000_000, 4, 100, op);
     assert.ok(result.ops > 0 && result.ops < 200, `completed ${result.ops}`);
     assert.equal(result.ops, started);

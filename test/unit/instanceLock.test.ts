@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireInstanceLock, identifyProcess, processStart, writeDiscovery } from '../../server/auth/localMode';
+import { sleep } from '../helpers/wait';
 
 describe('acquireInstanceLock', function () {
   let dir: string;
@@ -94,7 +95,7 @@ describe('processStart and identifyProcess (pid reuse)', function () {
     const recordedAt = new Date(Date.now() - 5000).toISOString(); // a file written 5 s ago, then its process died
     const later = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       assert.equal(identifyProcess({ pid: later.pid!, startedAt: recordedAt }), 'other');
       assert.equal(identifyProcess({ pid: later.pid!, startedAt: new Date().toISOString() }), 'same');
       assert.equal(identifyProcess({ pid: later.pid! }), 'unknown', 'nothing recorded: unknown, never same');

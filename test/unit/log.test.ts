@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redactor, createLogger, openLogFile, type LogSink } from '../../server/log';
+import { sleep } from '../helpers/wait';
 
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
 
@@ -177,10 +178,10 @@ describe('openLogFile', function () {
     const sink = openLogFile(dir, 8, { maxBytes: 1000 });
     const line = `${'y'.repeat(99)}\n`;
     for (let i = 0; i < 8; i++) sink.write(line);
-    await new Promise((r) => setTimeout(r, 50)); // let the stream flush before truncating
+    await sleep(50); // let the stream flush before truncating
     fs.truncateSync(sink.file!, 0);
     for (let i = 0; i < 8; i++) sink.write(line);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     assert.equal(fs.existsSync(`${sink.file}.old`), false, 'no rotation: the file holds 800 bytes, not 1600');
     assert.equal(fs.statSync(sink.file!).size, 800);
 
@@ -198,7 +199,7 @@ describe('openLogFile', function () {
     const sink = openLogFile(dir, 9);
     const line = `${'z'.repeat(1023)}\n`;
     for (let i = 0; i < 6 * 1024; i++) sink.write(line); // 6 MiB in one tick: the stream cannot flush in between
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     sink.write('after\n');
     await sink.close();
     const lines = fs.readFileSync(sink.file!, 'utf8').split('\n').filter(Boolean);

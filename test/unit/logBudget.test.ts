@@ -2,6 +2,7 @@
 // Against the real daemon (10,000 junk hellos): test/daemon/httpFloods.test.ts.
 import assert from 'node:assert/strict';
 import { LogBudget, Redactor, createLogger, type LogSink } from '../../server/log';
+import { sleep } from '../helpers/wait';
 
 function memoryLog() {
   const lines: string[] = [];
@@ -44,7 +45,7 @@ describe('LogBudget', function () {
     const budget = new LogBudget(log, 'unauthenticated connections', { burst: 1, perSecond: 0, summaryEveryMs: 30 });
     const limited = budget.limit(log);
     for (let i = 0; i < 5; i++) limited.info('junk');
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
     for (let i = 0; i < 7; i++) limited.info('junk');
     budget.flush();
     budget.flush();

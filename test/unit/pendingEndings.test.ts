@@ -7,16 +7,7 @@ import type { Identity } from '../../server/auth/identity';
 import { createLogger, Redactor, type LogSink } from '../../server/log';
 import { PendingEndings, retryDelayMs, type PendingEndingsOptions } from '../../server/sessions/pendingEndings';
 import { StoreUnavailable } from '../../server/sessions/store';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(10);
-  }
-}
+import { sleep, waitFor } from '../helpers/wait';
 
 class FakeStore {
   up = true;
@@ -80,7 +71,7 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     assert.equal(store.written.size, 0);
     assert.equal(logged().filter((l) => /queued and written once it is back/.test(l.msg)).length, 1, 'the outage is logged once, not per ending');
     store.up = true;
-    await waitFor(() => store.written.size === 5, 5000, 'all five written');
+    await waitFor(() => store.written.size === 5, 5000, 'all five written', { everyMs: 10 });
     assert.equal(endings.size, 0);
     const back = logged().find((l) => /the session store is back/.test(l.msg));
     assert.equal(back?.written, 5);
@@ -118,7 +109,7 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     assert.equal(endings.size, 3);
     assert.equal(logged().filter((l) => /too many final session statuses/.test(l.msg)).length, 1);
     store.up = true;
-    await waitFor(() => endings.size === 0, 5000, 'queue empty');
+    await waitFor(() => endings.size === 0, 5000, 'queue empty', { everyMs: 10 });
     assert.deepEqual([...store.written.keys()].sort(), ['s4', 's5', 's6']);
   });
 
@@ -129,7 +120,7 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     for (let i = 1; i <= 5; i++) await endings.end(identity(i, undefined, pad), `s${i}`, 'disconnected');
     assert.equal(endings.size, 2);
     store.up = true;
-    await waitFor(() => endings.size === 0, 5000, 'queue empty');
+    await waitFor(() => endings.size === 0, 5000, 'queue empty', { everyMs: 10 });
     assert.deepEqual([...store.written.keys()].sort(), ['s4', 's5']);
   });
 
@@ -139,10 +130,10 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     const expiresAt = Math.floor(Date.now() / 1000) + 1; // within the next second
     await endings.end(identity(1, expiresAt), 'short-lived', 'disconnected');
     await endings.end(identity(2), 'long-lived', 'disconnected');
-    await waitFor(() => Date.now() > expiresAt * 1000 + 50, 3000, 'the token to expire');
+    await waitFor(() => Date.now() > expiresAt * 1000 + 50, 3000, 'the token to expire', { everyMs: 10 });
     const attemptsAtExpiry = store.attempts.length;
     store.up = true;
-    await waitFor(() => endings.size === 0, 5000, 'queue empty');
+    await waitFor(() => endings.size === 0, 5000, 'queue empty', { everyMs: 10 });
     assert.deepEqual([...store.written.keys()], ['long-lived']);
     assert.ok(!store.attempts.slice(attemptsAtExpiry).some((a) => a.sessionId === 'short-lived'), 'no try after the token expired');
     assert.ok(logged().some((l) => /token expired/.test(l.msg) && l.session === 'short-lived'));
@@ -154,9 +145,9 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     store.up = false;
     const expiresAt = Math.floor(Date.now() / 1000) + 1;
     await endings.end(identity(1, expiresAt), 'short-lived', 'disconnected');
-    await waitFor(() => Date.now() > expiresAt * 1000 + 50, 3000, 'the token to expire');
+    await waitFor(() => Date.now() > expiresAt * 1000 + 50, 3000, 'the token to expire', { everyMs: 10 });
     store.up = true;
-    await waitFor(() => store.written.has('short-lived'), 5000, 'written');
+    await waitFor(() => store.written.has('short-lived'), 5000, 'written', { everyMs: 10 });
   });
 
   it('an error other than StoreUnavailable is not retried (repeating the call cannot help); it is logged', async function () {
@@ -174,7 +165,7 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     store.failFor.set('stuck', new StoreUnavailable("Supabase refused this session's token (expired or revoked); refresh and reconnect."));
     await endings.end(identity(1), 'stuck', 'disconnected');
     for (let i = 2; i <= 4; i++) await endings.end(identity(i), `s${i}`, 'disconnected');
-    await waitFor(() => store.written.size === 3, 5000, 'the three others written');
+    await waitFor(() => store.written.size === 3, 5000, 'the three others written', { everyMs: 10 });
     assert.equal(endings.size, 1);
   });
 
@@ -184,7 +175,7 @@ describe('PendingEndings (final session statuses during a store outage)', functi
     await endings.end(identity(1), 's1', 'disconnected');
     store.up = true;
     endings.retryNow();
-    await waitFor(() => store.written.has('s1'), 3000, 'written without waiting 60 s');
+    await waitFor(() => store.written.has('s1'), 3000, 'written without waiting 60 s', { everyMs: 10 });
   });
 
   it('flush (graceful shutdown): writes what it can within the bound, then stops retrying and says how many are left', async function () {

@@ -5,9 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bundleForChildProcess } from '../helpers/childBundle';
+import { sleep } from '../helpers/wait';
 import { LockTimeout, withFileLock } from '../../src/auth/refreshLock';
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 interface Child {
   done: Promise<string>;

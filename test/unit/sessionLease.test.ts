@@ -9,8 +9,8 @@ import { SessionLease, type LeaseHooks, type LeaseRules } from '../../server/ses
 import { MemorySessionStore } from '../../server/sessions/memoryStore';
 import { PendingEndings } from '../../server/sessions/pendingEndings';
 import { StoreUnavailable } from '../../server/sessions/store';
+import { sleep, waitFor } from '../helpers/wait';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowSec = () => Math.floor(Date.now() / 1000);
 
 /** A logger that keeps its lines (level and message). */
@@ -45,14 +45,6 @@ function recorder(inflight = () => 0) {
     endedElsewhere: () => void fired.push('endedElsewhere'),
   };
   return { fired, hooks };
-}
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(10);
-  }
 }
 
 const statusOf = async (store: MemorySessionStore, userId: string, sessionId: string) =>
@@ -147,7 +139,7 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     assert.equal(l.renew(identity('u2', nowSec() + 1), 'any'), false, "another user's token");
     assert.equal(l.renew(identity('u1', nowSec() + 1, 'sooner'), 'any'), true);
     assert.equal(l.identity.accessToken, 'sooner');
-    await waitFor(() => fired.includes('expired'), 4000, 'expired at the new token’s exp');
+    await waitFor(() => fired.includes('expired'), 4000, 'expired at the new token’s exp', { everyMs: 10 });
   });
 
   it('fires expiring at once when less than 60 s are left, then expired at exp; a renewal moves expired', async function () {
@@ -156,9 +148,9 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     await l.claim(identity('u1', nowSec() + 1), { instance: null, client_version: null });
     const { fired, hooks } = recorder();
     l.start(hooks);
-    await waitFor(() => fired.includes('expiring'), 1000, 'expiring');
+    await waitFor(() => fired.includes('expiring'), 1000, 'expiring', { everyMs: 10 });
     assert.ok(!fired.includes('expired'));
-    await waitFor(() => fired.includes('expired'), 4000, 'expired');
+    await waitFor(() => fired.includes('expired'), 4000, 'expired', { everyMs: 10 });
     assert.ok(l.expiredNow());
 
     const m = lease('y');
@@ -181,7 +173,7 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     assert.equal(fired.length, 0, 'a running call is activity');
     busy = 0;
     l.activity();
-    await waitFor(() => fired.includes('idle'), 2000, 'idle');
+    await waitFor(() => fired.includes('idle'), 2000, 'idle', { everyMs: 10 });
   });
 
   it('heartbeat: a row ended elsewhere fires endedElsewhere', async function () {
@@ -192,7 +184,7 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     const { fired, hooks } = recorder();
     l.start(hooks);
     await store.close(who, 'h', 'disconnected');
-    await waitFor(() => fired.includes('endedElsewhere'), 2000, 'endedElsewhere');
+    await waitFor(() => fired.includes('endedElsewhere'), 2000, 'endedElsewhere', { everyMs: 10 });
   });
 
   it('heartbeat failures are logged once per outage; when it works again the queued endings are written at once', async function () {
@@ -211,19 +203,19 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     let touches = 0;
     store.touch = async (...args) => { touches++; if (down) throw new StoreUnavailable('down'); return touch(...args); };
     store.close = async (...args) => { if (down) throw new StoreUnavailable('down'); return close(...args); };
-    await waitFor(() => touches >= 5, 3000, 'five failed heartbeats');
+    await waitFor(() => touches >= 5, 3000, 'five failed heartbeats', { everyMs: 10 });
     assert.equal(lines.filter((l) => /^heartbeat could not update/.test(l.msg)).length, 1, 'logged once, not once a beat');
 
     await gone.end('disconnected');
     assert.equal(endings.size, 1, 'the ending waits in the queue');
     down = false;
-    await waitFor(() => endings.size === 0, 3000, 'the queued ending written after the heartbeat worked again');
+    await waitFor(() => endings.size === 0, 3000, 'the queued ending written after the heartbeat worked again', { everyMs: 10 });
     assert.equal(await statusOf(store, 'u1', 'gone'), 'disconnected');
     assert.equal(lines.filter((l) => l.msg === 'heartbeat works again').length, 1);
 
     down = true;
     const before = touches;
-    await waitFor(() => touches >= before + 3, 3000, 'heartbeats failing again');
+    await waitFor(() => touches >= before + 3, 3000, 'heartbeats failing again', { everyMs: 10 });
     assert.equal(lines.filter((l) => /^heartbeat could not update/.test(l.msg)).length, 2, 'a second outage is logged again, once');
   });
 
@@ -246,7 +238,7 @@ describe('SessionLease (one session’s row: claim, renew, idle, expiry, heartbe
     assert.equal(await statusOf(store, 'u1', 'f'), 'connected');
     await sleep(300); // several backoff steps: the old lease gave up after 3 quick tries
     down = false;
-    await waitFor(() => endings.size === 0, 3000, 'the queue written');
+    await waitFor(() => endings.size === 0, 3000, 'the queue written', { everyMs: 10 });
     assert.equal(await statusOf(store, 'u1', 'f'), 'expired');
     assert.ok(seen.length >= 2 && seen.every((t) => t === 'new'), JSON.stringify(seen));
   });

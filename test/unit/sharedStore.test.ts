@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bundleForChildProcess } from '../helpers/childBundle';
+import { sleep, waitFor } from '../helpers/wait';
 import {
   SharedStore,
   decodeKeyName,
@@ -19,7 +20,6 @@ import {
 const isWindows = process.platform === 'win32';
 
 const staticKey = (key = crypto.randomBytes(32)): KeyProvider => ({ getKey: async () => key });
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs `code` in a fresh Node process (another "window"); resolves with its stdout. */
 function runChild(code: string, args: string[], timeoutMs = 10_000): Promise<string> {
@@ -37,15 +37,6 @@ function runChild(code: string, args: string[], timeoutMs = 10_000): Promise<str
       else reject(new Error(`child exited ${codeOrNull}: ${err}`));
     });
   });
-}
-
-/** Waits (bounded) until `check()` is true. */
-async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 describe('SharedStore', function () {
@@ -220,10 +211,10 @@ describe('SharedStore', function () {
       const sub = store.watch((k) => seen.push(k));
       try {
         await runChild(childWrite, [bundle, dir, keyFile, 'sb-other-window', 'from another process']);
-        await waitFor(() => seen.includes('sb-other-window'), 5_000, 'the cross-process change');
+        await waitFor(() => seen.includes('sb-other-window'), 5_000, 'the cross-process change', { everyMs: 10 });
         assert.equal(await store.getItem('sb-other-window'), 'from another process');
         await runChild(childWrite, [bundle, dir, keyFile, 'sb-other-window', '--remove']);
-        await waitFor(() => seen.filter((k) => k === 'sb-other-window').length >= 2, 5_000, 'the cross-process removal');
+        await waitFor(() => seen.filter((k) => k === 'sb-other-window').length >= 2, 5_000, 'the cross-process removal', { everyMs: 10 });
         assert.equal(await store.getItem('sb-other-window'), null);
       } finally {
         sub.dispose();
@@ -239,11 +230,11 @@ describe('SharedStore', function () {
       store.watch((k) => seen.push(k));
       try {
         await runChild(childWrite, [bundle, dir, keyFile, 'polled', 'v1']);
-        await waitFor(() => seen.includes('polled'), 3_000, 'the polled change');
+        await waitFor(() => seen.includes('polled'), 3_000, 'the polled change', { everyMs: 10 });
         await runChild(childWrite, [bundle, dir, keyFile, 'polled', 'v2']);
-        await waitFor(() => seen.length >= 2, 3_000, 'the second polled change (same size, new inode)');
+        await waitFor(() => seen.length >= 2, 3_000, 'the second polled change (same size, new inode)', { everyMs: 10 });
         await runChild(childWrite, [bundle, dir, keyFile, 'polled', '--remove']);
-        await waitFor(() => seen.length >= 3, 3_000, 'the polled removal');
+        await waitFor(() => seen.length >= 3, 3_000, 'the polled removal', { everyMs: 10 });
         assert.deepEqual(seen, ['polled', 'polled', 'polled']);
       } finally {
         store.dispose();
@@ -257,17 +248,17 @@ describe('SharedStore', function () {
       store.watch((k) => seen.push(k));
       try {
         await store.setItem('a/b', '1');
-        await waitFor(() => seen.includes('a/b'), 3_000, 'own write');
+        await waitFor(() => seen.includes('a/b'), 3_000, 'own write', { everyMs: 10 });
         await sleep(150);
         seen.length = 0;
         for (let i = 0; i < 5; i++) await store.setItem('burst', String(i));
-        await waitFor(() => seen.includes('burst'), 3_000, 'burst');
+        await waitFor(() => seen.includes('burst'), 3_000, 'burst', { everyMs: 10 });
         await sleep(200);
         const bursts = seen.filter((k) => k === 'burst').length;
         assert.ok(bursts >= 1 && bursts <= 2, `5 quick writes emit at most twice, got ${bursts}`);
         seen.length = 0;
         await store.removeItem('a/b');
-        await waitFor(() => seen.includes('a/b'), 3_000, 'own removal');
+        await waitFor(() => seen.includes('a/b'), 3_000, 'own removal', { everyMs: 10 });
         await sleep(150);
         seen.length = 0;
         fs.writeFileSync(path.join(dir, 'x.json.1.abc.tmp'), 'partial');
@@ -289,12 +280,12 @@ describe('SharedStore', function () {
       const subA = store.watch((k) => a.push(k));
       store.watch((k) => b.push(k));
       await writer.setItem('k', '1');
-      await waitFor(() => a.length > 0 && b.length > 0, 3_000, 'both listeners');
+      await waitFor(() => a.length > 0 && b.length > 0, 3_000, 'both listeners', { everyMs: 10 });
       subA.dispose();
       a.length = 0;
       b.length = 0;
       await writer.setItem('k', '2');
-      await waitFor(() => b.length > 0, 3_000, 'the remaining listener');
+      await waitFor(() => b.length > 0, 3_000, 'the remaining listener', { everyMs: 10 });
       await sleep(150);
       assert.deepEqual(a, [], 'disposed subscription is silent');
       store.dispose();

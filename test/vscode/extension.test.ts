@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ExaiApi } from '../../src/extension';
+import { sleep, waitFor } from '../helpers/wait';
 
 const env = (name: string) => {
   const v = process.env[name];
@@ -54,15 +55,7 @@ function restoreUi() {
   originals.clear();
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 20_000) => waitFor(probe, timeoutMs, what, { everyMs: 100 });
 
 describe('EXAI extension in a real VS Code extension host', function () {
   let api: ExaiApi;
@@ -132,7 +125,7 @@ describe('EXAI extension in a real VS Code extension host', function () {
     // The email code flow: the code prompt is dismissed (Escape) after Supabase mailed the code.
     const seen = answer({ pick: ['Email one-time code'], input: [JAZEEL.email, undefined as unknown as string] });
     await vscode.commands.executeCommand('exai.signIn');
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     assert.deepEqual(seen.filter((s) => s.kind === 'showErrorMessage'), []);
     assert.equal(status().kind, 'signed_out');
     assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
@@ -224,7 +217,7 @@ describe('EXAI extension in a real VS Code extension host', function () {
       assert.match((status() as any).message, /exai\.supabase\.url "not a url" is not a URL/);
       assert.deepEqual((status() as any).actions, ['openSettings', 'showLog']);
       await vscode.commands.executeCommand('exai.reconnect');
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       assert.equal(seen.filter((s) => s.kind === 'showWarningMessage' && /not a URL/.test(s.text)).length, 1, JSON.stringify(seen));
     } finally {
       await config.update('supabase.url', previous, vscode.ConfigurationTarget.Global);

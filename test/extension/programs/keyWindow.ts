@@ -13,6 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SharedStore, secretStorageKeyProvider, type SecretsLike } from '../../../src/auth/sharedStore';
+import { sleep } from '../../helpers/wait';
 
 const opts = JSON.parse(process.argv[2]) as {
   window: string;
@@ -24,7 +25,6 @@ const opts = JSON.parse(process.argv[2]) as {
   agreementDir: string;
   storeDir: string;
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One file per write: `<ms>-<window>-<random>.json` holding the value (lock-free, ordered by time). */
 class SharedKeychain implements SecretsLike {
