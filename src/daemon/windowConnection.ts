@@ -272,7 +272,7 @@ export class WindowConnection {
     } catch (err) {
       if (!(err instanceof SignedOutError)) throw err;
       if (ours) this.onSignedOut(err.message);
-      throw new McpUnavailable(`${err.message} ${SIGNED_OUT_MCP}`, 'signIn');
+      throw new McpUnavailable(`${account.email} is signed out. ${SIGNED_OUT_MCP}`, 'signIn');
     }
     // Refreshed here: the window's WebSocket moves to the new token at once too (it would adopt it from the store anyway).
     if (ours) void this.present(session);
