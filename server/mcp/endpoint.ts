@@ -210,16 +210,21 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
    * was about to deliver its result.
    */
   async function sessionGone(session: McpSession | undefined, req: http.IncomingMessage, res: http.ServerResponse, hooks: RequestHooks): Promise<never> {
-    if (session && req.method !== 'DELETE' && session.finishingCalls && session.holdsBearer(bearerOf(req))) {
+    if (session && req.method !== 'DELETE' && session.finishingCalls && session.waitingRequests < opts.maxInflight && session.holdsBearer(bearerOf(req))) {
       hooks.authenticated?.(); // it proved it holds the session's token: not a stranger's socket
-      if (req.method === 'POST') await readBody(req, opts.maxBodyBytes); // its message is sent again on the new session
+      session.waitingRequests++;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        session.closed,
-        new Promise((r) => res.once('close', r)),
-        new Promise((r) => (timer = setTimeout(r, MAX_HOLD_MS))),
-      ]);
-      clearTimeout(timer);
+      try {
+        if (req.method === 'POST') await readBody(req, opts.maxBodyBytes); // its message is sent again on the new session
+        await Promise.race([
+          session.closed,
+          new Promise((r) => res.once('close', r)),
+          new Promise((r) => (timer = setTimeout(r, MAX_HOLD_MS))),
+        ]);
+      } finally {
+        clearTimeout(timer);
+        session.waitingRequests--;
+      }
     }
     throw sessionNotFound();
   }

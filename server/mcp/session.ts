@@ -3,7 +3,8 @@
 // as a WebSocket connection, sessions/lease.ts). The endpoint (endpoint.ts) has already checked the
 // request's token and that it is this session's user.
 //
-//   open ──► ending (the token expired: no new requests; calls in flight finish) ──► closed
+//   open ──► ending (the token expired: the calls in flight finish; new requests get 404, those of
+//            its own client once the calls have finished) ──► closed
 //   open ──────────────────────────────────────────────────────────────────────────► closed
 //        (DELETE, idle, the row ended elsewhere, shutdown)
 import crypto from 'node:crypto';
@@ -49,6 +50,8 @@ export class McpSession {
   private closing: Promise<void> | null = null;
   /** The token expires soon: told on the server stream, and again when the client opens a new one. */
   private expiringNotice: string | null = null;
+  /** Requests of its own client waiting for the calls of this expired session before their 404 (endpoint.ts); bounded like calls. */
+  waitingRequests = 0;
   private markClosed!: () => void;
   /** Resolves once the session has closed (the endpoint forgets it at that moment). */
   readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
