@@ -12,9 +12,8 @@
 // resolve's answer carries one.
 import * as vscode from 'vscode';
 import { McpUnavailable, type McpIdentity, type WindowConnection } from '../daemon/windowConnection';
-import { definitionVersion, MCP_SERVER_LABEL, mcpUrlOf, sameIdentity, UNKNOWN_ADDRESS } from './definition';
-export { MCP_PROVIDER_ID } from './definition';
 import type { NextAction } from '../ui/status';
+import { definitionVersion, MCP_SERVER_LABEL, mcpUrlOf, sameIdentity, UNKNOWN_ADDRESS } from './definition';
 
 export interface McpProviderDeps {
   /** The window's connection (rebuilt when the settings change, hence a getter). */
@@ -34,7 +33,7 @@ export class ExaiMcpProvider implements vscode.McpServerDefinitionProvider<vscod
   private rechecking: Promise<void> = Promise.resolve();
   /** The reason last told to the user; told again only after a session started or who-or-where changed. */
   private told: string | null = null;
-  /** For tests and the log: how often VS Code asked. */
+  /** For tests: definitions given, resolves asked, change events fired. */
   readonly counts = { provided: 0, resolved: 0, changesFired: 0 };
 
   constructor(private readonly deps: McpProviderDeps) {}

@@ -1,10 +1,15 @@
 // The EXAI MCP server definition's pure parts (src/mcp/definition.ts): the daemon's /mcp address for
 // its WebSocket address, and the version that changes exactly when who or where changes.
 import assert from 'node:assert/strict';
-import { definitionVersion, mcpUrlOf, sameIdentity } from '../../src/mcp/definition';
+import { definitionVersion, MCP_PROVIDER_ID, MCP_SERVER_LABEL, mcpUrlOf, sameIdentity } from '../../src/mcp/definition';
+import pkg from '../../package.json';
 import type { McpIdentity } from '../../src/daemon/windowConnection';
 
 describe('the EXAI MCP server definition (pure parts)', function () {
+  it('is contributed by the manifest under the id the extension registers (VS Code refuses others)', function () {
+    assert.deepEqual(pkg.contributes.mcpServerDefinitionProviders, [{ id: MCP_PROVIDER_ID, label: MCP_SERVER_LABEL }]);
+  });
+
   it('maps the daemon address to its /mcp endpoint: ws → http, wss → https', function () {
     assert.equal(mcpUrlOf('wss://exai.example.com/'), 'https://exai.example.com/mcp');
     assert.equal(mcpUrlOf('wss://exai.example.com'), 'https://exai.example.com/mcp');
