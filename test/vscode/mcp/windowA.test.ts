@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ExaiApi } from '../../../src/extension';
 import { answer, restoreUi, until } from '../ui';
-import { env, exaiTools, invoke, mcpRecords, signal, startExai, startExaiUntilListed, waitForSignal, whoamiEmail } from './vscodeMcp';
+import { env, exaiTools, invoke, mcpRecords, SERVER_ID, signal, startExai, startExaiUntilListed, waitForSignal, whoamiEmail } from './vscodeMcp';
 
 const JAZEEL = { email: 'jazeel@example.com', password: env('EXAI_TEST_JAZEEL_PASSWORD') };
 const MICHELLE = { email: 'michelle@example.com' };
@@ -121,6 +121,10 @@ describe('window A: the EXAI MCP server in VS Code runs as the window user', fun
       const who = await until('whoami in local mode', () => invoke('whoami').then((t) => JSON.parse(t), () => undefined), 30_000);
       assert.equal(who.mode, 'local');
       assert.match(who.user_id, /^local:/);
+      // Stop Server ends the session (DELETE): the bundled daemon may then exit when unused, as it does without MCP.
+      const health = new URL('/health', (status() as { daemon: string }).daemon.replace(/^ws/, 'http')).toString();
+      await vscode.commands.executeCommand('workbench.mcp.stopServer', SERVER_ID);
+      await until('the MCP session ended', async () => ((await (await fetch(health)).json()) as { mcp_sessions: number }).mcp_sessions === 0, 15_000);
     } finally {
       await config.update('supabase.url', previous.url, vscode.ConfigurationTarget.Global);
       await config.update('supabase.anonKey', previous.key, vscode.ConfigurationTarget.Global);
