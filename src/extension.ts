@@ -1,6 +1,7 @@
 // activate(): build the parts and wire their events. No logic of its own.
 //   settings -> Accounts (shared store under globalStorageUri) -> WindowUser -> WindowConnection
-//   -> StatusBar. A settings change rebuilds the account/connection parts.
+//   -> StatusBar, and -> ExaiMcpProvider (VS Code's MCP tooling). A settings change rebuilds the
+//   account/connection parts; the MCP provider is registered once and follows them.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,10 +13,12 @@ import { WindowUser } from './auth/windowUser';
 import type { ExaiConfig } from './config';
 import { onConfigChange, readConfig } from './settings';
 import { WindowConnection } from './daemon/windowConnection';
+import { MCP_PROVIDER_ID } from './mcp/definition';
+import { ExaiMcpProvider } from './mcp/provider';
 import { COMMAND_OF, registerCommands } from './ui/commands';
 import { createWindowLog } from './ui/log';
 import { signInInteractively } from './ui/signIn';
-import type { Status } from './ui/status';
+import type { NextAction, Status } from './ui/status';
 import { StatusBar } from './ui/statusBar';
 import { VERSION } from '../server/version';
 
@@ -25,6 +28,7 @@ export interface ExaiApi {
   connection(): WindowConnection | null;
   accounts(): Accounts | null;
   windowUser(): WindowUser | null;
+  mcp: ExaiMcpProvider;
   instance: string;
 }
 
@@ -50,8 +54,18 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     : fileKeyProvider(path.join(storage, 'keys', 'store.key'));
   const store = new SharedStore(path.join(storage, 'accounts'), keys, { onError: (e) => log.warn(`account store: ${e.message}`) });
   const notified = new Set<string>();
+  const tell = (message: string, actions: NextAction[]) => {
+    const labels = actions.map((a) => ({ title: a === 'signIn' ? 'Sign In' : a === 'openSettings' ? 'Open Settings' : a, action: a }));
+    void vscode.window.showWarningMessage(`EXAI: ${message}`, ...labels).then((picked) => picked && vscode.commands.executeCommand(COMMAND_OF[picked.action]));
+  };
+  const notify = (message: string, actions: NextAction[]) => {
+    if (notified.has(message)) return; // say it once, not on every retry
+    notified.add(message);
+    tell(message, actions);
+  };
 
   let session: Session | null = null;
+  const mcp = new ExaiMcpProvider({ connection: () => session?.connection ?? null, extensionVersion: VERSION, log, tell });
   const build = (config: ExaiConfig): Session => {
     const accounts = config.supabase && !config.problems.length
       ? new Accounts({ store, lockDir: path.join(storage, 'locks'), project: config.supabase, log })
@@ -70,16 +84,14 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
         idleExitSec: config.idleExitSec,
       },
       onStatus: (status) => statusBar.set(status),
-      notify: (message, actions) => {
-        if (notified.has(message)) return; // say it once, not on every retry
-        notified.add(message);
-        const labels = actions.map((a) => ({ title: a === 'signIn' ? 'Sign In' : a === 'openSettings' ? 'Open Settings' : a, action: a }));
-        void vscode.window.showWarningMessage(`EXAI: ${message}`, ...labels).then((picked) => picked && vscode.commands.executeCommand(COMMAND_OF[picked.action]));
-      },
+      notify,
+      onDaemonUrl: () => void mcp.recheck('a new daemon address'),
     });
     const disposables: vscode.Disposable[] = [];
     if (accounts && provider) disposables.push(accounts.onDidChange(() => void provider.refresh()), provider);
-    if (windowUser) disposables.push(windowUser);
+    // Who the window is may have changed (a sign-in or sign-out here or in another window); refreshes change nothing there.
+    if (accounts) disposables.push(accounts.onDidChange(() => void mcp.recheck('an account changed')));
+    if (windowUser) disposables.push(windowUser, windowUser.onDidChange(() => void mcp.recheck('switched user')));
     void provider?.refresh();
     void connection.start();
     return { accounts, windowUser, provider, connection, disposables };
@@ -98,7 +110,10 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
       notified.clear();
       teardown();
       session = build(config);
+      void mcp.recheck('settings changed');
     }),
+    mcp,
+    vscode.lm.registerMcpServerDefinitionProvider(MCP_PROVIDER_ID, mcp),
     ...registerCommands({
       accounts: () => session?.accounts ?? null,
       windowUser: () => session?.windowUser ?? null,
@@ -115,6 +130,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     connection: () => session?.connection ?? null,
     accounts: () => session?.accounts ?? null,
     windowUser: () => session?.windowUser ?? null,
+    mcp,
     instance,
   };
 }

@@ -8,6 +8,8 @@
 //   3. POST, GET or DELETE                                        -> 405
 //   4. an Mcp-Session-Id this daemon does not hold (never had,
 //      ended, or its token expired)                               -> 404: the client initializes again
+//      (a session whose token expired while calls run: its own client's requests get their 404 once
+//      those calls have finished, since VS Code answers a 404 by cancelling every call of the session)
 //   5. Authorization: Bearer <token>, verified as `hello` is      -> 401 with WWW-Authenticate (503 when the
 //                                                                    signing keys cannot be fetched)
 //   6. the session's own user only (another user's token: 404, nothing changes); the same user's
@@ -34,6 +36,8 @@ const MAX_CLIENT_NAME = 64; // what mcp_claim_session stores
 const MAX_CLIENT_VERSION = 64;
 /** Seconds a client is asked to wait when the signing keys or the session store are unreachable. */
 const RETRY_AFTER_SEC = 5;
+/** The longest a request waits for the calls of its expired session to finish before its 404. */
+export const MAX_HOLD_MS = 10 * 60_000;
 
 export interface McpEndpointOptions {
   mode: 'local' | 'supabase';
@@ -116,7 +120,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
     let session: McpSession | undefined;
     if (sessionId !== undefined) {
       session = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
-      if (!session?.live) throw sessionNotFound();
+      if (!session?.live) return sessionGone(session, req, res, hooks);
     }
 
     const identity = await authenticate(req, hooks.strangerLog ?? log);
@@ -124,7 +128,7 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
 
     if (session) {
       // The session may have ended while the token was verified.
-      if (!session.live) throw sessionNotFound();
+      if (!session.live) return sessionGone(session, req, res, hooks);
       if (!session.renew(identity)) {
         // Sessions are bound to their user: for anyone else this id does not exist (MCP security best practices).
         log.warn("refused a request on another user's MCP session", { session: session.id, user: identity.userId });
@@ -202,10 +206,36 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
     return session;
   }
 
+  /**
+   * 404 for a session this daemon does not hold (any more). But a request of the session's own client
+   * (it carries the session's token, now expired) while the session's calls finish waits for them
+   * first (bounded): VS Code answers a 404 by cancelling every call of the session, and one of them
+   * was about to deliver its result.
+   */
+  async function sessionGone(session: McpSession | undefined, req: http.IncomingMessage, res: http.ServerResponse, hooks: RequestHooks): Promise<never> {
+    if (session && req.method !== 'DELETE' && session.finishingCalls && session.waitingRequests < opts.maxInflight && session.holdsBearer(bearerOf(req))) {
+      hooks.authenticated?.(); // it proved it holds the session's token: not a stranger's socket
+      session.waitingRequests++;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        if (req.method === 'POST') await readBody(req, opts.maxBodyBytes); // its message is sent again on the new session
+        await Promise.race([
+          session.closed,
+          new Promise((r) => res.once('close', r)),
+          new Promise((r) => (timer = setTimeout(r, MAX_HOLD_MS))),
+        ]);
+      } finally {
+        clearTimeout(timer);
+        session.waitingRequests--;
+      }
+    }
+    throw sessionNotFound();
+  }
+
   /** The bearer, verified by the same verifier and rules as a WebSocket hello. */
   async function authenticate(req: http.IncomingMessage, strangerLog: Logger): Promise<Identity> {
     const header = req.headers.authorization;
-    const token = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? null;
+    const token = bearerOf(req);
     if (token === null) {
       const message = header === undefined
         ? `This MCP endpoint needs Authorization: Bearer <token>: ${opts.mode === 'local' ? 'the secret in the daemon\'s daemon.json' : 'a Supabase access token of your account'}.`
@@ -282,6 +312,12 @@ export function createMcpEndpoint(deps: McpEndpointDeps, opts: McpEndpointOption
       await Promise.all([...sessions.values()].map((s) => s.close('disconnected', 'daemon shutting down')));
     },
   };
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+function bearerOf(req: http.IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  return header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? null;
 }
 
 /** RFC 6750's `access_token` parameter, or any value that is a JWT (`eyJ….….…`), however it is named. */

@@ -4,9 +4,11 @@
 // each rule does to an MCP session). The endpoint (endpoint.ts) has already checked the request's
 // token and that it is this session's user.
 //
-//   open ──► ending (the token expired: no new requests; calls in flight finish) ──► closed
+//   open ──► ending (the token expired: the calls in flight finish; new requests get 404, those of
+//            its own client once the calls have finished) ──► closed
 //   open ──────────────────────────────────────────────────────────────────────────► closed
 //        (DELETE, idle, the row ended elsewhere, shutdown)
+import crypto from 'node:crypto';
 import type http from 'node:http';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -49,6 +51,11 @@ export class McpSession {
   private closing: Promise<void> | null = null;
   /** The token expires soon: told on the server stream, and again when the client opens a new one. */
   private expiringNotice: string | null = null;
+  /** Requests of its own client waiting for the calls of this expired session before their 404 (endpoint.ts); bounded like calls. */
+  waitingRequests = 0;
+  private markClosed!: () => void;
+  /** Resolves once the session has closed (the endpoint forgets it at that moment). */
+  readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
 
   private constructor(
     readonly lease: SessionLease,
@@ -107,6 +114,21 @@ export class McpSession {
   /** Requests are served: open, and its token has not expired (the expiry hook may be a moment late). */
   get live(): boolean {
     return this.state === 'open' && !this.lease.expiredNow();
+  }
+
+  /**
+   * Its token expired while calls run: they finish first, then it closes. (A request of its own client
+   * meanwhile waits for that before its 404: VS Code answers a 404 by cancelling every call of the session.)
+   */
+  get finishingCalls(): boolean {
+    return this.state !== 'closed' && !this.live && this.calls.size > 0;
+  }
+
+  /** The bearer this session holds now: a request from the session's own client, even once that token has expired. */
+  holdsBearer(token: string | null): boolean {
+    if (token === null) return false;
+    const digest = (t: string) => crypto.createHash('sha256').update(t).digest();
+    return crypto.timingSafeEqual(digest(token), digest(this.lease.identity.accessToken));
   }
 
   /** False for another user's token (which changes nothing); true when the request may go on. */
@@ -229,6 +251,7 @@ export class McpSession {
     await null; // `closing` is set before anything below (transport.close() calls onclose) can call close() again
     this.state = 'closed';
     this.onClosed(this);
+    this.markClosed();
     for (const call of this.calls) call.controller.abort();
     this.deps.log.info('mcp session closed', { status, reason });
     await this.transport.close().catch(() => {});

@@ -9,7 +9,7 @@ import type { ExaiConfig } from '../config';
 import type { ToolDescription } from '../../server/protocol';
 import { usageTodayOf, type NextAction, type Status, type UsageToday } from '../ui/status';
 import { DaemonClient, type CallToolOutcome, type ClientState } from './client';
-import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions } from './launcher';
+import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from './launcher';
 
 export interface WindowConnectionDeps {
   config: ExaiConfig;
@@ -23,9 +23,40 @@ export interface WindowConnectionDeps {
   onStatus(status: Status): void;
   /** A notification the user should see once (sign-out elsewhere, a bad setting). */
   notify(message: string, actions: NextAction[]): void;
+  /** The daemon's address as the connection learned it (on every connect); MCP follows it. */
+  onDaemonUrl?(url: string): void;
+}
+
+/** Who and where this window's MCP client is, without a token (src/mcp/provider.ts compares these). */
+export interface McpIdentity {
+  mode: 'local' | 'supabase';
+  /** The Supabase project; null in local mode. */
+  project: string | null;
+  /** The window's account; null in local mode and when the window is signed out. */
+  accountId: string | null;
+  /** The daemon's ws(s):// address; null while it is not known (signed out, bundled daemon not started). */
+  daemonUrl: string | null;
+}
+
+/** Where this window's MCP client connects and with which bearer. */
+export interface McpBearer {
+  daemonUrl: string;
+  /** The window user's fresh access token, or the local secret. Never logged. */
+  token: string;
+  /** For logs and messages: the account's email, or "local". */
+  who: string;
+}
+
+/** The window cannot offer its MCP server (signed out, a bad setting, a token the daemon refuses): the sentence says what to do. */
+export class McpUnavailable extends Error {
+  override name = 'McpUnavailable';
+  constructor(message: string, readonly action: NextAction) {
+    super(message);
+  }
 }
 
 const REFRESH_RETRY_MS = [5_000, 15_000, 30_000, 60_000];
+const SIGNED_OUT_MCP = 'Sign in to EXAI (EXAI: Sign In, or EXAI: Switch User) to use its tools in this window.';
 const CLOCK_CHECK_MS = 10_000;
 const CLOCK_JUMP_MS = 30_000;
 
@@ -48,6 +79,8 @@ export class WindowConnection {
   private usageToday: UsageToday | null = null;
   private usageRefresh: Promise<void> | null = null;
   private usageRefreshAgain = false;
+  /** One find-or-spawn at a time for this window: the WebSocket and MCP ask for the daemon at once on start. */
+  private ensuring: Promise<LocalDaemon> | null = null;
 
   constructor(private readonly deps: WindowConnectionDeps) {
     this.crashGuard = new CrashGuard({ logDir: deps.launcher.logDir });
@@ -198,18 +231,89 @@ export class WindowConnection {
   private async endpoint(): Promise<{ url: string; token: string }> {
     const { config } = this.deps;
     if (!config.supabase) {
-      const daemon = await ensureLocalDaemon({ ...this.deps.launcher, log: (m) => this.deps.log.info(m) });
-      this.deps.log.addSecret(daemon.secret);
-      this.daemonUrl = daemon.url;
+      const daemon = await this.localDaemon();
       this.tokenInUse = daemon.secret;
       return { url: daemon.url, token: daemon.secret! };
     }
     const session = await this.freshSession();
-    // No team daemon configured: the bundled one, in supabase mode with only the project URL and
-    // the public anon key; it acts in the database with each connection's own token.
-    this.daemonUrl = config.daemonUrl ?? (await ensureLocalDaemon({ ...this.deps.launcher, supabase: config.supabase, log: (m) => this.deps.log.info(m) })).url;
+    const url = await this.daemonAddress();
+    this.learnDaemonUrl(url);
     this.tokenInUse = session.access_token;
-    return { url: this.daemonUrl, token: session.access_token };
+    return { url, token: session.access_token };
+  }
+
+  /**
+   * The configured team daemon, or the bundled one (found or started). No team daemon configured in
+   * supabase mode: the bundled one, with only the project URL and the public anon key; it acts in the
+   * database with each connection's own token.
+   */
+  private async daemonAddress(): Promise<string> {
+    return this.deps.config.daemonUrl ?? (await this.localDaemon()).url;
+  }
+
+  private localDaemon(): Promise<LocalDaemon> {
+    this.ensuring ??= ensureLocalDaemon({ ...this.deps.launcher, supabase: this.deps.config.supabase, log: (m) => this.deps.log.info(m) })
+      .then((daemon) => {
+        this.deps.log.addSecret(daemon.secret);
+        this.learnDaemonUrl(daemon.url);
+        return daemon;
+      })
+      .finally(() => (this.ensuring = null));
+    return this.ensuring;
+  }
+
+  private learnDaemonUrl(url: string): void {
+    const changed = url !== this.daemonUrl;
+    this.daemonUrl = url;
+    if (changed) this.deps.onDaemonUrl?.(url);
+  }
+
+  // ------------------------------------------------------------------ MCP (src/mcp/provider.ts)
+
+  /**
+   * Who and where the window's MCP client would be now. Starts the bundled daemon only for a window
+   * that can use it (local mode, or an account), as connecting would.
+   */
+  async mcpIdentity(): Promise<McpIdentity> {
+    const { config } = this.deps;
+    const project = config.supabase?.url ?? null;
+    if (config.problems.length) return { mode: this.mode, project, accountId: null, daemonUrl: null };
+    const account = config.supabase ? await this.deps.windowUser!.resolve() : null;
+    if (config.supabase && !account) return { mode: this.mode, project, accountId: null, daemonUrl: config.daemonUrl };
+    return { mode: this.mode, project, accountId: account?.id ?? null, daemonUrl: config.daemonUrl ?? this.daemonUrl ?? (await this.localDaemon()).url };
+  }
+
+  /**
+   * The daemon and a bearer for this window's MCP client: the local secret, or the window user's
+   * access token from the same refresh-or-adopt path as the WebSocket (Accounts.freshSession, under
+   * the account's lock), so the two never refresh one refresh token independently.
+   */
+  async mcpBearer(): Promise<McpBearer> {
+    const { config } = this.deps;
+    if (config.problems.length) throw new McpUnavailable(`EXAI's settings need fixing before its tools can run: ${config.problems[0]}`, 'openSettings');
+    if (!config.supabase) {
+      const daemon = await this.localDaemon();
+      return { daemonUrl: daemon.url, token: daemon.secret!, who: 'local' };
+    }
+    const account = await this.deps.windowUser!.resolve();
+    if (!account) throw new McpUnavailable(SIGNED_OUT_MCP, 'signIn');
+    const state = this.client?.state;
+    // A token the daemon refuses would meet a 401, which VS Code answers with an OAuth dialog EXAI cannot complete.
+    if (account.id === this.account?.id && state?.kind === 'error' && (state.code === 'token_invalid' || state.code === 'token_expired')) {
+      throw new McpUnavailable(`The EXAI daemon refused the sign-in of ${account.email}: ${state.message}`, 'signIn');
+    }
+    const ours = account.id === this.account?.id;
+    let session: Session;
+    try {
+      session = await this.deps.accounts!.freshSession(account.id);
+    } catch (err) {
+      if (!(err instanceof SignedOutError)) throw err;
+      if (ours) this.onSignedOut(err.message);
+      throw new McpUnavailable(`${account.email} is signed out. ${SIGNED_OUT_MCP}`, 'signIn');
+    }
+    // Refreshed here: the window's WebSocket moves to the new token at once too (it would adopt it from the store anyway).
+    if (ours) void this.present(session);
+    return { daemonUrl: await this.daemonAddress(), token: session.access_token, who: account.email };
   }
 
   private onClientState(client: DaemonClient, state: ClientState): void {

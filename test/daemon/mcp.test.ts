@@ -325,6 +325,42 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     assert.notEqual(next.sessionId, c.sessionId);
   });
 
+  it("expiry while a call runs: the session's own client gets its 404 only once the call has delivered (64 requests at most); anyone else at once", async function () {
+    // VS Code answers a 404 by cancelling every call of the session: an early 404 would cancel the running call.
+    const token = await mint({ user: JAZEEL, expiresInSec: 3 });
+    const exp = decodeJwt(token).exp!;
+    const c = await connect(main, token);
+    let longDoneAt = 0;
+    const longEndsAt = exp * 1000 + 3000;
+    const long = c.client.callTool({ name: 'echo', arguments: { text: 'delivered', delay_ms: Math.max(0, longEndsAt - Date.now()) } })
+      .then((r) => ((longDoneAt = Date.now()), textOf(r)));
+    await sleep(Math.max(0, exp * 1000 + 500 - Date.now())); // the token has expired; the call still runs
+    const onSession = (bearer: string, method = 'POST') => rawMcp(main.port, {
+      method,
+      body: method === 'POST' ? { jsonrpc: '2.0', id: 'next', method: 'tools/call', params: { name: 'whoami', arguments: {} } } : undefined,
+      headers: { authorization: `Bearer ${bearer}`, 'mcp-session-id': c.sessionId, accept: 'application/json, text/event-stream' },
+    }).then((answer) => ({ status: answer.status, at: Date.now() }));
+    const others = await Promise.all([
+      onSession(await mint({ user: JAZEEL })), // a fresh token of the same user: not the session's client
+      onSession(await mint({ user: MICHELLE })),
+      onSession(token, 'DELETE'),
+    ]);
+    assert.deepEqual(others.map((o) => o.status), [404, 404, 404]);
+    assert.equal(longDoneAt, 0, 'answered at once, while the call still runs');
+    // Its own client's requests wait — as many as a session may have calls in flight (64); one more does not.
+    const own = [onSession(token, 'GET'), ...Array.from({ length: 63 }, () => onSession(token))];
+    await sleep(300);
+    const beyond = await onSession(token);
+    assert.equal(beyond.status, 404);
+    assert.equal(longDoneAt, 0, 'the 65th waiting request was answered at once');
+    const answers = await Promise.all(own);
+    assert.equal(await long, 'delivered');
+    assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([404]));
+    const early = answers.filter((a) => a.at < longEndsAt);
+    assert.deepEqual(early, [], "the session's own requests were answered once the call had finished");
+    await waitStatus(c.sessionId, 'expired');
+  });
+
   it('idle sessions time out (pings are not activity) and their rows become expired; a long call is activity', async function () {
     const d = await startExtra('mcp-idle', { MCP_SESSION_TIMEOUT: '2' });
     const token = await mint({ user: JAZEEL });

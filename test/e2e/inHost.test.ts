@@ -3,11 +3,10 @@
 // VS Code's own web integration tests do; the exit code comes back through codeAutomationExit.
 // This is the offline stand-in for @vscode/test-electron (see `npm run test:desktop`).
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
-import util from 'node:util';
 import type { BrowserContext } from 'playwright-core';
 import { launchBrowser, newRunDir, ROOT, startCodeServer, type CodeServer } from '../helpers/codeServer';
+import { failuresOf, runInHostSuite } from '../helpers/inHost';
 import { startStack, type TestStack } from '../helpers/stack';
 
 const RESULTS = path.join(ROOT, 'test-results', 'inhost.json');
@@ -31,35 +30,12 @@ describe('in-host suite (mocha inside the code-server extension host)', function
   });
 
   it('passes every in-host test', async function () {
-    fs.rmSync(RESULTS, { force: true });
     const page = browser.pages()[0] ?? (await browser.newPage());
-    const host = new URL(server.url).host;
-    const remote = (p: string) => `vscode-remote://${host}${p}`;
-    let exit!: (code: number) => void;
-    const exited = new Promise<number>((r) => (exit = r));
-    await page.exposeFunction('codeAutomationExit', async (code: number) => exit(code));
-    // The extension host's console (the mocha reporter) arrives here.
-    const NOISE = /open-vsx|ENOTFOUND|fs-copyfile|CodeExpectedError|Failed to load resource|^\s+at |^(Resolving|Resolved) connection token|^Creating a socket|^\[reconnection-grace-time\]|^Updating additional builtin|^\[Service Worker\]|^\s*$/;
-    await page.exposeFunction('codeAutomationLog', (_type: string, args: unknown[]) => {
-      const line = util.format(...args);
-      if (!NOISE.test(line)) console.log(`    [ext host] ${line}`);
-    });
-    const payload = JSON.stringify([
-      ['extensionDevelopmentPath', remote(ROOT)],
-      ['extensionTestsPath', remote(path.join(ROOT, 'out', 'test', 'vscode', 'index.js'))],
-      ['extensionEnvironment', JSON.stringify({
-        EXAI_INHOST_RESULTS: RESULTS,
-        ...stack.testEnv,
-      })],
-      ['skipWelcome', 'true'],
-    ]);
-    await page.goto(`${server.url}/?${new URLSearchParams({ folder: remote(server.workspace), payload })}`);
-    const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-1), 240_000))]);
+    const run = await runInHostSuite(page, server, { resultsFile: RESULTS, env: stack.testEnv, timeoutMs: 240_000 });
     await page.screenshot({ path: path.join(ROOT, 'test-results', 'e2e', 'in-host-end.png') }).catch(() => {});
-    assert.ok(fs.existsSync(RESULTS), `the in-host suite wrote no results (exit ${code}); server log: ${server.serverLog().slice(-1500)}`);
-    const results = JSON.parse(fs.readFileSync(RESULTS, 'utf8'));
-    assert.deepEqual(results.failures.map((f: { title: string; error: string }) => `${f.title}: ${f.error.split('\n')[0]}`), []);
-    assert.ok(results.passes.length >= 8, `in-host tests passed: ${results.passes.length}`);
-    assert.equal(code, 0);
+    assert.ok(run.results, `the in-host suite wrote no results (exit ${run.code}); server log: ${server.serverLog().slice(-1500)}`);
+    assert.deepEqual(failuresOf(run), []);
+    assert.ok(run.results.passes.length >= 8, `in-host tests passed: ${run.results.passes.length}`);
+    assert.equal(run.code, 0);
   });
 });

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { ExaiApi } from '../../src/extension';
-import { sleep, waitFor } from '../helpers/wait';
+import { sleep } from '../helpers/wait';
+import { answer, restoreUi, until } from './ui';
 
 const env = (name: string) => {
   const v = process.env[name];
@@ -14,48 +15,6 @@ const env = (name: string) => {
 };
 const JAZEEL = { email: 'jazeel@example.com', password: env('EXAI_TEST_JAZEEL_PASSWORD') };
 const MICHELLE = { email: 'michelle@example.com', password: env('EXAI_TEST_MICHELLE_PASSWORD') };
-
-type Window = typeof vscode.window;
-const originals = new Map<keyof Window, unknown>();
-
-/** Answers the next prompts: quick picks by label text, input boxes by value, messages by button. */
-function answer(script: { pick?: string[]; input?: (string | (() => Promise<string>))[]; button?: string[] }) {
-  const picks = [...(script.pick ?? [])];
-  const inputs = [...(script.input ?? [])];
-  const buttons = [...(script.button ?? [])];
-  const seen: { kind: string; text: string }[] = [];
-  const replace = <K extends keyof Window>(name: K, fn: unknown) => {
-    if (!originals.has(name)) originals.set(name, vscode.window[name]);
-    (vscode.window as any)[name] = fn;
-  };
-  replace('showQuickPick', async (items: readonly vscode.QuickPickItem[] | Thenable<readonly vscode.QuickPickItem[]>, options?: vscode.QuickPickOptions) => {
-    const list = await items;
-    seen.push({ kind: 'pick', text: `${options?.title ?? ''}: ${list.map((i) => i.label).join(' | ')}` });
-    const want = picks.shift();
-    return want === undefined ? undefined : list.find((i) => i.label.includes(want));
-  });
-  replace('showInputBox', async (options?: vscode.InputBoxOptions) => {
-    seen.push({ kind: 'input', text: options?.prompt ?? '' });
-    const next = inputs.shift();
-    return typeof next === 'function' ? next() : next;
-  });
-  for (const name of ['showInformationMessage', 'showWarningMessage', 'showErrorMessage'] as const) {
-    replace(name, async (message: string, ...rest: unknown[]) => {
-      seen.push({ kind: name, text: message });
-      const labels = rest.filter((r) => typeof r === 'string' || (typeof r === 'object' && r && 'title' in r));
-      const want = buttons.shift();
-      return want === undefined ? undefined : labels.find((l) => (typeof l === 'string' ? l : (l as { title: string }).title) === want);
-    });
-  }
-  return seen;
-}
-
-function restoreUi() {
-  for (const [name, fn] of originals) (vscode.window as any)[name] = fn;
-  originals.clear();
-}
-
-const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 20_000) => waitFor(probe, timeoutMs, what, { everyMs: 100 });
 
 describe('EXAI extension in a real VS Code extension host', function () {
   let api: ExaiApi;
