@@ -292,11 +292,11 @@ export class Connection {
   }
 
   private dispatch(raw: unknown): void {
-    // Only a valid request_id is echoed back: an oversized or non-string one is left out.
-    const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
-    const op = isObject(raw) ? raw.op : undefined;
     const parsed = ClientFrame.safeParse(raw);
     if (!parsed.success) {
+      // Only a valid request_id is echoed back: an oversized or non-string one is left out.
+      const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
+      const op = isObject(raw) ? raw.op : undefined;
       const known = typeof op === 'string' && ['hello', 'auth', 'list_tools', 'call_tool', 'cancel', 'ping'].includes(op);
       const issues = parsed.error.issues.slice(0, MAX_ISSUES_REPORTED).map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
       const error: WireError = known
@@ -405,6 +405,8 @@ export class Connection {
       const text = JSON.stringify(res);
       if (this.state !== 'closed') this.completed.set(id, text);
       this.sendText(text);
+      // The last call of the turn answered (none running, so no ack is due): send now, not at the turn's end.
+      if (this.inflight.size === 0) this.uncork();
     });
   }
 
@@ -436,13 +438,16 @@ export class Connection {
     if (this.corked) return;
     this.corked = true;
     this.socket.cork();
-    setImmediate(() => {
-      const due = this.acksDue;
-      this.acksDue = [];
-      for (const [id, call] of due) if (call.ackDue && this.state !== 'closed') this.sendAck(id, call);
-      this.corked = false;
-      this.socket.uncork();
-    });
+    setImmediate(() => this.uncork());
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    const due = this.acksDue;
+    this.acksDue = [];
+    for (const [id, call] of due) if (call.ackDue && this.state !== 'closed') this.sendAck(id, call);
+    this.corked = false;
+    this.socket.uncork();
   }
 
   /**
