@@ -274,6 +274,7 @@ export class Connection {
       user: { id: identity.userId, email: identity.email },
       expires_at: identity.expiresAt, server: { version: VERSION },
     });
+    this.uncork(); // the handshake's answer leaves now, not at the end of the turn
     lease.start({
       inflight: () => this.inflight.size,
       expiring: (exp) => this.send({ op: 'auth_expiring', expires_at: exp }),
