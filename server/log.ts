@@ -141,20 +141,38 @@ function safeSize(fd: number): number {
   }
 }
 
+const LEVEL_ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
 export function createLogger(sink: LogSink, redactor: Redactor, base: Fields = {}, minLevel: Level = 'info'): Logger {
-  const order: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
-  const emit = (level: Level, msg: string, fields?: Fields) => {
-    if (order[level] < order[minLevel]) return;
-    const record = { t: new Date().toISOString(), level, msg, ...base, ...fields };
-    sink.write(redactor.redact(JSON.stringify(record, errorsAsText)) + '\n');
-  };
-  return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(sink, redactor, { ...base, ...fields }, minLevel),
-  };
+  return new JsonLogger(sink, redactor, base, minLevel);
+}
+
+/**
+ * Methods on the prototype, not closures: every connection holds a few children (its address,
+ * session, instance), so a child is one small object.
+ */
+class JsonLogger implements Logger {
+  constructor(
+    private readonly sink: LogSink,
+    private readonly redactor: Redactor,
+    private readonly base: Fields,
+    private readonly minLevel: Level,
+  ) {}
+
+  debug(msg: string, fields?: Fields): void { this.emit('debug', msg, fields); }
+  info(msg: string, fields?: Fields): void { this.emit('info', msg, fields); }
+  warn(msg: string, fields?: Fields): void { this.emit('warn', msg, fields); }
+  error(msg: string, fields?: Fields): void { this.emit('error', msg, fields); }
+
+  child(fields: Fields): Logger {
+    return new JsonLogger(this.sink, this.redactor, { ...this.base, ...fields }, this.minLevel);
+  }
+
+  private emit(level: Level, msg: string, fields?: Fields): void {
+    if (LEVEL_ORDER[level] < LEVEL_ORDER[this.minLevel]) return;
+    const record = { t: new Date().toISOString(), level, msg, ...this.base, ...fields };
+    this.sink.write(this.redactor.redact(JSON.stringify(record, errorsAsText)) + '\n');
+  }
 }
 
 function errorsAsText(_key: string, value: unknown): unknown {
@@ -194,17 +212,13 @@ export class LogBudget {
    * `log`, except that while `limited()` is true each line spends one token and is dropped when
    * none is left. Children share the budget and the condition.
    */
-  limit(log: Logger, limited: () => boolean = () => true): Logger {
-    const gated = (level: Level) => (msg: string, fields?: Fields) => {
-      if (!limited() || this.take()) log[level](msg, fields);
-    };
-    return {
-      debug: gated('debug'),
-      info: gated('info'),
-      warn: gated('warn'),
-      error: gated('error'),
-      child: (fields) => this.limit(log.child(fields), limited),
-    };
+  limit(log: Logger, limited: () => boolean = ALWAYS): Logger {
+    return new BudgetedLogger(this, log, limited);
+  }
+
+  /** @internal BudgetedLogger: may a line be written now? */
+  allows(limited: () => boolean): boolean {
+    return !limited() || this.take();
   }
 
   /** Writes the pending summary now (e.g. before the daemon exits). */
@@ -230,5 +244,21 @@ export class LogBudget {
       this.summaryTimer.unref();
     }
     return false;
+  }
+}
+
+const ALWAYS = () => true;
+
+/** LogBudget.limit's logger: one small object per child (connections hold a few each). */
+class BudgetedLogger implements Logger {
+  constructor(private readonly budget: LogBudget, private readonly log: Logger, private readonly limited: () => boolean) {}
+
+  debug(msg: string, fields?: Fields): void { if (this.budget.allows(this.limited)) this.log.debug(msg, fields); }
+  info(msg: string, fields?: Fields): void { if (this.budget.allows(this.limited)) this.log.info(msg, fields); }
+  warn(msg: string, fields?: Fields): void { if (this.budget.allows(this.limited)) this.log.warn(msg, fields); }
+  error(msg: string, fields?: Fields): void { if (this.budget.allows(this.limited)) this.log.error(msg, fields); }
+
+  child(fields: Fields): Logger {
+    return new BudgetedLogger(this.budget, this.log.child(fields), this.limited);
   }
 }

@@ -3,7 +3,13 @@
 // Human-readable description: docs/protocol.md.
 import { z } from 'zod';
 
-export const PROTOCOL_VERSION = 2;
+/**
+ * 3: a call that finishes within the daemon's event-loop turn is answered with call_tool_res alone
+ * (call_tool_ack only for a call still running then). 2: every call is acked first.
+ */
+export const PROTOCOL_VERSION = 3;
+/** Versions the daemon accepts in hello; older clients get what their version says. */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [2, 3];
 
 /** WebSocket close codes the daemon uses. 4000-4999 are reserved for applications by RFC 6455. */
 export const CloseCode = {

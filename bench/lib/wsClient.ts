@@ -2,6 +2,7 @@
 // and to the bare baselines, so whatever the client costs is paid equally by both sides. Every wait
 // is bounded; a refusal (hello_ack ok:false, an error frame, a close) rejects with its code.
 import WebSocket from 'ws';
+import { PROTOCOL_VERSION } from '../../server/protocol';
 
 export const WAIT_MS = 30_000;
 
@@ -49,7 +50,7 @@ export class BenchSocket {
   hello(token: string, instance = 'bench'): Promise<void> {
     return this.await((p) => {
       this.helloWaiter = p;
-      this.ws.send(JSON.stringify({ op: 'hello', protocol: 2, token, client: { instance, version: 'bench' } }));
+      this.ws.send(JSON.stringify({ op: 'hello', protocol: PROTOCOL_VERSION, token, client: { instance, version: 'bench' } }));
     }, 'hello_ack');
   }
 

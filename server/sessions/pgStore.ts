@@ -1,7 +1,7 @@
 // SessionStore on a direct Postgres connection. The daemon's own role connects; each user-scoped
 // call then runs as `authenticated` with the user's JWT claims, as PostgREST would, so the RLS
 // policies and the SQL functions in supabase/migrations/ decide what the user may do.
-import { Pool, type PoolClient } from 'pg';
+import { Pool, escapeLiteral, type PoolClient, type QueryResult, type QueryResultRow } from 'pg';
 import type { Identity } from '../auth/identity';
 import {
   StoreUnavailable,
@@ -72,38 +72,28 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
   }
 
   async claim(caller: Identity, sessionId: string, maxPerUser: number, metadata: SessionMetadata): Promise<ClaimResult> {
-    const row = await this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ claimed: boolean; active: number }>(
-        'select claimed, active from public.mcp_claim_session($1, $2, $3::jsonb)',
-        [sessionId, maxPerUser, JSON.stringify(metadata)],
-      );
-      return rows[0];
-    });
+    const [row] = await this.asUser<{ claimed: boolean; active: number }>(caller,
+      sql`select claimed, active from public.mcp_claim_session(${sessionId}, ${maxPerUser}, ${JSON.stringify(metadata)}::jsonb)`);
     return row.claimed ? { ok: true } : { ok: false, active: row.active };
   }
 
   async touch(caller: Identity, sessionId: string): Promise<boolean> {
-    return this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ touched: boolean }>('select public.mcp_touch_session($1) as touched', [sessionId]);
-      return rows[0].touched;
-    });
+    const [row] = await this.asUser<{ touched: boolean }>(caller, sql`select public.mcp_touch_session(${sessionId}) as touched`);
+    return row.touched;
   }
 
   async close(caller: Identity, sessionId: string, status: 'disconnected' | 'expired'): Promise<void> {
-    await this.asUser(caller, (c) => c.query('select public.mcp_close_session($1, $2)', [sessionId, status]));
+    await this.asUser(caller, sql`select public.mcp_close_session(${sessionId}, ${status})`);
   }
 
   async listOwn(caller: Identity): Promise<SessionRow[]> {
-    const rows = await this.asUser(caller, async (c) => {
-      const result = await c.query<{
-        session_id: string;
-        created_at: Date;
-        last_active: Date;
-        connection_status: StoredStatus | 'stale';
-        metadata: Record<string, unknown>;
-      }>('select session_id, created_at, last_active, connection_status, metadata from public.mcp_list_sessions()');
-      return result.rows;
-    });
+    const rows = await this.asUser<{
+      session_id: string;
+      created_at: Date;
+      last_active: Date;
+      connection_status: StoredStatus | 'stale';
+      metadata: Record<string, unknown>;
+    }>(caller, sql`select session_id, created_at, last_active, connection_status, metadata from public.mcp_list_sessions()`);
     return rows.map((r) => ({
       session_id: r.session_id,
       created_at: r.created_at.toISOString(),
@@ -116,39 +106,28 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
   // ---------------------------------------------------------------- threads (mcp_thread_* functions)
 
   async createThread(caller: Identity, title: string | null): Promise<string> {
-    return this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ id: string }>('select public.mcp_thread_create($1) as id', [title]);
-      return rows[0].id;
-    });
+    const [row] = await this.asUser<{ id: string }>(caller, sql`select public.mcp_thread_create(${title}) as id`);
+    return row.id;
   }
 
   async appendMessage(caller: Identity, threadId: string, role: ThreadRole, content: string): Promise<number> {
     if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
-    return this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ id: string }>('select public.mcp_thread_append($1, $2, $3) as id', [threadId, role, content]);
-      return Number(rows[0].id);
-    }).catch((err) => { throw threadError(err, threadId); });
+    const [row] = await this.asUser<{ id: string }>(caller, sql`select public.mcp_thread_append(${threadId}, ${role}, ${content}) as id`)
+      .catch((err) => { throw threadError(err, threadId); });
+    return Number(row.id);
   }
 
   async threadMessages(caller: Identity, threadId: string, limit: number): Promise<ThreadMessage[]> {
     if (!isUuid(threadId)) throw new ThreadNotFound(threadId);
-    const rows = await this.asUser(caller, async (c) => {
-      const result = await c.query<{ id: string; role: ThreadRole; content: string; created_at: Date }>(
-        'select id, role, content, created_at from public.mcp_thread_messages($1, $2)',
-        [threadId, limit],
-      );
-      return result.rows;
-    }).catch((err) => { throw threadError(err, threadId); });
+    const rows = await this.asUser<{ id: string; role: ThreadRole; content: string; created_at: Date }>(caller,
+      sql`select id, role, content, created_at from public.mcp_thread_messages(${threadId}, ${limit})`)
+      .catch((err) => { throw threadError(err, threadId); });
     return rows.map((r) => ({ id: Number(r.id), role: r.role, content: r.content, created_at: r.created_at.toISOString() }));
   }
 
   async listThreads(caller: Identity): Promise<ThreadSummary[]> {
-    const rows = await this.asUser(caller, async (c) => {
-      const result = await c.query<{ id: string; title: string | null; created_at: Date; updated_at: Date; message_count: number }>(
-        'select id, title, created_at, updated_at, message_count from public.mcp_thread_list()',
-      );
-      return result.rows;
-    });
+    const rows = await this.asUser<{ id: string; title: string | null; created_at: Date; updated_at: Date; message_count: number }>(caller,
+      sql`select id, title, created_at, updated_at, message_count from public.mcp_thread_list()`);
     return rows.map((r) => ({
       id: r.id,
       title: r.title,
@@ -204,8 +183,13 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
     await this.pool.end();
   }
 
-  /** Runs `fn` in one transaction as role `authenticated` with the caller's JWT claims (PostgREST-style). */
-  private async asUser<T>(caller: Identity, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `statement` in one transaction as role `authenticated` with the caller's JWT claims
+   * (PostgREST-style), and returns its rows. One round trip: the transaction, the role, the claims,
+   * the statement and the commit go to the server as one simple-query message (the values in it
+   * escaped by sql`...`), which PostgreSQL runs in order and stops at the first error.
+   */
+  private async asUser<Row extends QueryResultRow>(caller: Identity, statement: Sql): Promise<Row[]> {
     let client: PoolClient;
     try {
       client = await this.pool.connect();
@@ -217,14 +201,14 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
       // `local`: the role and the claims end with the transaction, so a pooled connection never keeps them.
       // READ COMMITTED even if the server default differs: mcp_claim_session counts after its lock and
       // must see the rows committed by the previous lock holder.
-      await client.query('begin isolation level read committed; set local role authenticated');
-      await client.query("select set_config('request.jwt.claims', $1, true)", [JSON.stringify(caller.claims)]);
-      const result = await fn(client);
-      await client.query('commit');
-      return result;
+      const results = (await client.query(
+        'begin isolation level read committed; set local role authenticated; ' +
+        `${sql`select set_config('request.jwt.claims', ${JSON.stringify(caller.claims)}, true)`.text}; ${statement.text}; commit`,
+      )) as unknown as QueryResult<Row>[];
+      return results[STATEMENT_RESULT].rows;
     } catch (err) {
+      // An error leaves the transaction open (aborted); a rollback that fails means the connection is unusable.
       if (!this.broken.has(client)) {
-        // A rollback that fails means the connection is unusable.
         await client.query('rollback').catch((rollbackError: Error) => { releaseError = rollbackError; });
       }
       throw toStoreError(err);
@@ -233,6 +217,39 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
       client.release(releaseError ?? (this.broken.has(client) ? new Error('the connection failed') : undefined));
     }
   }
+}
+
+/** asUser's message: begin; set local role; set_config(claims); the statement; commit. */
+const STATEMENT_RESULT = 3;
+
+/** One SQL statement whose values are already escaped literals (built only by sql`...`). */
+interface Sql {
+  readonly text: string;
+}
+
+/**
+ * A statement with its values inlined as SQL literals, for a simple-query message (which takes no
+ * bind parameters). Strings go through pg's escapeLiteral; numbers must be finite; null is NULL.
+ * Anything else is refused, so no value can ever reach the text unescaped.
+ */
+export function sql(parts: TemplateStringsArray, ...values: Array<string | number | null>): Sql {
+  let text = parts[0];
+  values.forEach((value, i) => {
+    text += literal(value) + parts[i + 1];
+  });
+  return { text };
+}
+
+function literal(value: unknown): string {
+  if (value === null) return 'NULL';
+  // A NUL would end the message's query text early; PostgreSQL text cannot hold one anyway (22021).
+  if (typeof value === 'string') {
+    if (value.includes('\0')) throw new TypeError('PostgreSQL text cannot contain a NUL character (\\u0000); remove it and try again.');
+    return escapeLiteral(value);
+  }
+  // Parenthesized, so a negative number never forms a `--` comment with a minus before it.
+  if (typeof value === 'number' && Number.isFinite(value)) return `(${value})`;
+  throw new TypeError(`sql: cannot inline a ${typeof value} value`);
 }
 
 /** 'thread not found' (P0002, raised by the mcp_thread_* functions) -> ThreadNotFound. */

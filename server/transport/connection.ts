@@ -13,7 +13,7 @@ import { TokenRejected, type Identity, type TokenVerifier } from '../auth/identi
 import type { Logger } from '../log';
 import {
   AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, MAX_BYTES_BEFORE_HELLO_ACK, PROTOCOL_VERSION,
-  RequestId, shortened, type CallToolResult, type ServerFrame, type WireError,
+  RequestId, SUPPORTED_PROTOCOL_VERSIONS, shortened, type CallToolResult, type ServerFrame, type WireError,
 } from '../protocol';
 import { SessionLease, type FinalStatus } from '../sessions/lease';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
@@ -63,6 +63,9 @@ type State = 'awaiting_hello' | 'authenticating' | 'open' | 'closed';
 interface InflightCall {
   controller: AbortController;
   result: Promise<CallToolResult>;
+  /** Protocol 3: the ack waits for the end of the turn and is left out when the result came first. */
+  ackDue: boolean;
+  name: string;
 }
 
 export class Connection {
@@ -81,6 +84,13 @@ export class Connection {
   /** Resolves once the session row has its final status (or the ending is queued until the store is back). */
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
+
+  /** The protocol version the client said hello with. */
+  private protocol = PROTOCOL_VERSION;
+  /** Replies are corked until the end of the event-loop turn, so the frames of one turn leave in one write. */
+  private corked = false;
+  /** Protocol 3: calls whose ack is sent at the end of the turn unless their result went first. */
+  private acksDue: Array<[string, InflightCall]> = [];
 
   /** Counts raw bytes until hello_ack; removed then (null afterwards). */
   private countBytesBeforeHelloAck: ((chunk: Buffer) => void) | null = null;
@@ -211,10 +221,11 @@ export class Connection {
       return this.refuse(CloseCode.notHello, ErrorCode.invalidFrame, 'The hello frame is malformed (needs protocol, token and optional client{instance,version}).');
     }
     const hello = tokenFromHeader.data;
-    if (hello.protocol !== PROTOCOL_VERSION) {
+    if (!SUPPORTED_PROTOCOL_VERSIONS.includes(hello.protocol)) {
       return this.refuse(CloseCode.protocolUnsupported, ErrorCode.protocolUnsupported,
-        `This daemon speaks protocol ${PROTOCOL_VERSION}, the client asked for ${hello.protocol}. Update the extension or the daemon so their versions match.`);
+        `This daemon speaks protocol ${SUPPORTED_PROTOCOL_VERSIONS.join(' or ')}, the client asked for ${hello.protocol}. Update the extension or the daemon so their versions match.`);
     }
+    this.protocol = hello.protocol;
     if (this.upgradeBearer && frame.token && frame.token !== this.upgradeBearer) {
       return this.refuse(CloseCode.tokenInvalid, ErrorCode.tokenInvalid, 'The Authorization header and the hello frame carried different tokens.');
     }
@@ -263,6 +274,7 @@ export class Connection {
       user: { id: identity.userId, email: identity.email },
       expires_at: identity.expiresAt, server: { version: VERSION },
     });
+    this.uncork(); // the handshake's answer leaves now, not at the end of the turn
     lease.start({
       inflight: () => this.inflight.size,
       expiring: (exp) => this.send({ op: 'auth_expiring', expires_at: exp }),
@@ -281,11 +293,11 @@ export class Connection {
   }
 
   private dispatch(raw: unknown): void {
-    // Only a valid request_id is echoed back: an oversized or non-string one is left out.
-    const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
-    const op = isObject(raw) ? raw.op : undefined;
     const parsed = ClientFrame.safeParse(raw);
     if (!parsed.success) {
+      // Only a valid request_id is echoed back: an oversized or non-string one is left out.
+      const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
+      const op = isObject(raw) ? raw.op : undefined;
       const known = typeof op === 'string' && ['hello', 'auth', 'list_tools', 'call_tool', 'cancel', 'ping'].includes(op);
       const issues = parsed.error.issues.slice(0, MAX_ISSUES_REPORTED).map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
       const error: WireError = known
@@ -351,7 +363,7 @@ export class Connection {
     }
     const running = this.inflight.get(id);
     if (running) {
-      this.send({ op: 'call_tool_ack', request_id: id, name: frame.name });
+      this.acknowledge(id, running);
       return void running.result.then((res) => this.send(res));
     }
     if (this.draining) {
@@ -364,30 +376,52 @@ export class Connection {
     }
     const controller = new AbortController();
     const connection = this;
-    this.send({ op: 'call_tool_ack', request_id: id, name: frame.name });
-    const result = this.deps.tools
+    const call: InflightCall = { controller, result: null!, ackDue: false, name: frame.name };
+    this.acknowledge(id, call);
+    let callLog: Logger | null = null;
+    call.result = this.deps.tools
       .call(frame.name, frame.arguments, {
         get identity() { return connection.identity!; }, // follows in-band re-auth
         sessionId: this.sessionId,
         instance: this.instance,
         mode: this.deps.options.mode,
         store: this.deps.store,
-        log: this.log.child({ request_id: id, tool: frame.name }),
+        get log() { return (callLog ??= connection.log.child({ request_id: id, tool: frame.name })); }, // only a call that logs pays for it
         signal: controller.signal,
-        progress: (message) => { if (!controller.signal.aborted) this.send({ op: 'progress', request_id: id, message }); },
+        progress: (message) => {
+          if (controller.signal.aborted) return;
+          if (call.ackDue) this.sendAck(id, call); // the ack always comes before the call's progress
+          this.send({ op: 'progress', request_id: id, message });
+        },
       })
       .then((outcome): CallToolResult =>
         !outcome.ok && controller.signal.reason === SHUTDOWN
           ? { op: 'call_tool_res', request_id: id, ok: false,
               error: { code: ErrorCode.shuttingDown, message: `The daemon is shutting down and cancelled this ${frame.name} call, which was still running; run it again once EXAI has reconnected.` } }
           : { op: 'call_tool_res', request_id: id, ...outcome });
-    this.inflight.set(id, { controller, result });
-    void result.then((res) => {
+    this.inflight.set(id, call);
+    void call.result.then((res) => {
+      call.ackDue = false; // the result answers for the ack
       this.inflight.delete(id);
       const text = JSON.stringify(res);
       if (this.state !== 'closed') this.completed.set(id, text);
       this.sendText(text);
+      // The last call of the turn answered (none running, so no ack is due): send now, not at the turn's end.
+      if (this.inflight.size === 0) this.uncork();
     });
+  }
+
+  /** Protocol 3: at the end of the turn, if the call is still running then; protocol 2: now. */
+  private acknowledge(id: string, call: InflightCall): void {
+    if (this.protocol < 3) return this.sendAck(id, call);
+    call.ackDue = true;
+    this.acksDue.push([id, call]);
+    this.cork();
+  }
+
+  private sendAck(id: string, call: InflightCall): void {
+    call.ackDue = false;
+    this.send({ op: 'call_tool_ack', request_id: id, name: call.name });
   }
 
   // ------------------------------------------------------------------ frames out, closing
@@ -397,11 +431,33 @@ export class Connection {
   }
 
   /**
+   * Holds this turn's frames back until the end of the event-loop turn (setImmediate): then the
+   * acks still due are sent (protocol 3) and everything leaves in one write, where each frame was
+   * one system call before. The slow-reader bound still counts corked bytes (ws.bufferedAmount).
+   */
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(() => this.uncork());
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    const due = this.acksDue;
+    this.acksDue = [];
+    for (const [id, call] of due) if (call.ackDue && this.state !== 'closed') this.sendAck(id, call);
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /**
    * A client that stops reading must not make the daemon queue replies without bound: when more
    * than maxBufferedBytes already wait in the socket, the connection closes with 4010 instead.
    */
   private sendText(text: string): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    this.cork();
     const waiting = this.ws.bufferedAmount;
     if (waiting > this.deps.options.maxBufferedBytes) {
       this.log.warn('client is not reading its replies', { buffered_bytes: waiting, limit: this.deps.options.maxBufferedBytes });

@@ -18,8 +18,8 @@ import { VERSION } from '../version';
 import { Connection, type ConnectionDeps } from './connection';
 import { MISDIRECTED, checkHost, hostName, isAllowedHost, misdirectedMessage, type PublicHosts } from './hostCheck';
 import { UnauthenticatedSockets } from './unauthenticated';
+import { KeepAlive } from './keepAlive';
 
-const PING_INTERVAL_MS = 30_000;
 /** X-Forwarded-For is client-controlled text: only this much of its first hop reaches the log. */
 const MAX_FORWARDED_LENGTH = 100;
 /** How often Node looks for sockets past their header or request timeout (its default, 30 s, let a half-sent request live 90 s). */
@@ -70,6 +70,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
   const open = new Set<Connection>();
   const countListeners: ((n: number) => void)[] = [];
   let draining = false;
+  const keepAlive = new KeepAlive();
   // Lines caused by strangers spend this budget; a connection's lines are free once it has an identity.
   const unauthenticatedLog = new LogBudget(deps.log, 'unauthenticated connections', UNAUTHENTICATED_LOG);
   const strangerLog = unauthenticatedLog.limit(deps.log);
@@ -149,7 +150,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       socket);
     all.add(connection);
     log.info('websocket opened', { session: connection.sessionId });
-    keepAlive(ws);
+    keepAlive.watch(ws);
   }
 
   function changed(): void {
@@ -177,6 +178,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       const deadline = Date.now() + graceMs;
       for (const c of open) c.notifyShutdown(`The daemon is shutting down; calls in flight have ${Math.round(graceMs / 1000)} s to finish. Reconnect to another daemon.`);
       await Promise.all([...[...all].map((c) => c.drain(deadline)), mcp?.drain(deadline)]);
+      keepAlive.stop();
       server.close();
       server.closeAllConnections();
       unauthenticatedLog.flush();
@@ -191,6 +193,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
         new Promise((r) => (timer = setTimeout(r, boundMs))),
       ]);
       clearTimeout(timer);
+      keepAlive.stop();
       server.close();
       server.closeAllConnections();
       unauthenticatedLog.flush();
@@ -200,19 +203,6 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
       server.setSecureContext({ cert, key });
     },
   };
-}
-
-/** Protocol-level pings find peers that vanished without a close (sleep, network loss). */
-function keepAlive(ws: WebSocket): void {
-  let alive = true;
-  ws.on('pong', () => (alive = true));
-  const timer = setInterval(() => {
-    if (!alive) return ws.terminate();
-    alive = false;
-    ws.ping();
-  }, PING_INTERVAL_MS);
-  timer.unref();
-  ws.on('close', () => clearInterval(timer));
 }
 
 function reject(socket: Duplex, status: number, message: string): void {

@@ -57,6 +57,8 @@ export class ResultBudget {
 
   /** @internal Oldest first, the daemon's replies are dropped (their markers stay); if markers alone are still too much, the oldest go. */
   enforce(): void {
+    // Checked before iterating: a Set's iterator walks the slots of deleted entries too.
+    if (this.used <= this.maxBytes) return;
     for (const entry of this.order) {
       if (this.used <= this.maxBytes) return;
       if (entry.text !== null) entry.owner.evict(entry);
@@ -77,6 +79,15 @@ export interface RecentResultsLimits {
 
 export class RecentResults {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * The entries in insertion order (oldest first) from `head` on; removed ones are skipped and
+   * dropped once they reach the front. A Map keeps insertion order too, but its iterator walks the
+   * slots of deleted entries, so finding the oldest of a busy connection cost thousands of steps.
+   */
+  private queue: Entry[] = [];
+  private head = 0;
+  /** When the oldest entry ages out: nothing needs sweeping before then. */
+  private nextExpiry = Infinity;
   private bytesKept = 0;
   private readonly limits: RecentResultsLimits;
 
@@ -105,6 +116,13 @@ export class RecentResults {
     const keep = idBytes + textBytes <= this.limits.maxBytes;
     const entry: Entry = { requestId, text: keep ? text : null, bytes: idBytes + (keep ? textBytes : 0), at: now, owner: this };
     this.entries.set(requestId, entry);
+    this.queue.push(entry);
+    // Removed entries wait in the queue until they reach its front: bounded by the live ones.
+    if (this.queue.length - this.head > 2 * this.entries.size + 1024) {
+      this.queue = [...this.live()];
+      this.head = 0;
+    }
+    if (this.entries.size === 1) this.nextExpiry = now + this.limits.windowMs;
     this.bytesKept += entry.bytes;
     this.budget.added(entry);
     this.enforce(now);
@@ -114,6 +132,8 @@ export class RecentResults {
   /** Forgets everything (the connection closed), giving its bytes back to the daemon's budget. */
   clear(): void {
     for (const entry of [...this.entries.values()]) this.remove(entry);
+    this.queue = [];
+    this.head = 0;
   }
 
   get size(): number {
@@ -135,22 +155,45 @@ export class RecentResults {
   }
 
   /**
-   * Oldest first (a Map keeps insertion order): entries that aged out or are beyond the count go;
-   * then, past the byte bound, replies are dropped (markers stay), then markers if still needed.
+   * Oldest first: entries that aged out or are beyond the count go; then, past the byte bound,
+   * replies are dropped (markers stay), then markers if still needed.
    */
   private enforce(now: number): void {
-    for (const entry of this.entries.values()) {
-      if (now - entry.at < this.limits.windowMs && this.entries.size <= this.limits.maxEntries) break;
-      this.remove(entry);
+    if (now >= this.nextExpiry || this.entries.size > this.limits.maxEntries) {
+      for (let entry = this.oldest(); entry; entry = this.oldest()) {
+        if (now - entry.at < this.limits.windowMs && this.entries.size <= this.limits.maxEntries) break;
+        this.remove(entry);
+      }
+      this.nextExpiry = (this.oldest()?.at ?? Infinity) + this.limits.windowMs;
     }
-    for (const entry of this.entries.values()) {
+    if (this.bytesKept <= this.limits.maxBytes) return;
+    for (const entry of this.live()) {
       if (this.bytesKept <= this.limits.maxBytes) return;
       if (entry.text !== null) this.evict(entry);
     }
-    for (const entry of this.entries.values()) {
+    for (const entry of this.live()) {
       if (this.bytesKept <= this.limits.maxBytes) return;
       this.remove(entry);
     }
+  }
+
+  /** The oldest entry still kept, dropping removed ones from the front of the queue. */
+  private oldest(): Entry | undefined {
+    while (this.head < this.queue.length && !this.isKept(this.queue[this.head])) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return this.queue[this.head];
+  }
+
+  /** The entries still kept, oldest first. */
+  private *live(): Generator<Entry> {
+    for (let i = this.head; i < this.queue.length; i++) if (this.isKept(this.queue[i])) yield this.queue[i];
+  }
+
+  private isKept(entry: Entry): boolean {
+    return this.entries.get(entry.requestId) === entry;
   }
 
   private remove(entry: Entry): void {

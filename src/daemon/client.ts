@@ -414,7 +414,7 @@ export class DaemonClient {
         return this.opts.log.info(`daemon: ${frame.message}`);
       case 'cancel_ack':
       case 'call_tool_ack':
-        return; // the call's result follows
+        return; // the call's result follows (protocol 3: a call that finishes at once is answered without an ack)
       default: {
         const id = 'request_id' in frame ? frame.request_id : undefined;
         const pending = id !== undefined ? this.pending.get(id) : undefined;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg';
-import { PgSessionStore } from '../../server/sessions/pgStore';
+import { PgSessionStore, sql } from '../../server/sessions/pgStore';
 import { StoreUnavailable, type SessionMetadata } from '../../server/sessions/store';
 import type { Identity } from '../../server/auth/identity';
 
@@ -192,6 +192,46 @@ describe('PgSessionStore (real Postgres)', function () {
       await assert.rejects(store.claim(a, id, 5, metadata), (err: unknown) => (err as { code?: string }).code === '22023', what);
       assert.equal(await row(id), undefined, `${what}: nothing inserted`);
     }
+  });
+
+  it('each user-scoped call is one round trip: transaction, role, claims, statement and commit go as one message', async function () {
+    const a = await newUser();
+    const sid = randomUUID();
+    const sent: string[] = [];
+    const original = Client.prototype.query;
+    Client.prototype.query = function (this: Client, ...args: unknown[]) {
+      if (typeof args[0] === 'string') sent.push(args[0]);
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof original;
+    try {
+      assert.deepEqual(await store.claim(a, sid, 5, meta('d-one-trip')), { ok: true });
+      assert.equal(await store.touch(a, sid), true);
+    } finally {
+      Client.prototype.query = original;
+    }
+    assert.equal(sent.length, 2, `one query per call, got: ${sent.join(' | ')}`);
+    assert.match(sent[0], /^begin isolation level read committed; set local role authenticated; select set_config\('request\.jwt\.claims', .*mcp_claim_session.*; commit$/s);
+    assert.equal((await row(sid)).user_id, a.userId);
+  });
+
+  it("values reach the database verbatim, never as SQL: quotes, backslashes and comment markers in an instance and a thread message", async function () {
+    const a = await newUser();
+    const sid = randomUUID();
+    const hostile = "x'); drop table public.mcp_sessions; -- \\' \\\\ $1 \u00e9";
+    assert.deepEqual(await store.claim(a, sid, 5, { ...meta('d-verbatim'), instance: hostile.slice(0, 128) }), { ok: true });
+    assert.equal((await row(sid)).metadata.instance, hostile.slice(0, 128));
+    const thread = await store.createThread(a, hostile);
+    await store.appendMessage(a, thread, 'user', hostile);
+    assert.deepEqual((await store.threadMessages(a, thread, 10)).map((m) => m.content), [hostile]);
+    assert.equal((await store.listThreads(a)).find((t) => t.id === thread)?.title, hostile);
+  });
+
+  it('sql`...` inlines only escaped strings, finite numbers (negative ones in brackets) and null; a NUL character is refused', function () {
+    assert.equal(sql`select f(${"it's"}, ${-1}, ${null})`.text, "select f('it''s', (-1), NULL)");
+    assert.equal(sql`select 1 - ${-1}`.text, 'select 1 - (-1)');
+    assert.throws(() => sql`select ${'a\0b'}`, /NUL/);
+    assert.throws(() => sql`select ${Number.NaN}`, /cannot inline/);
+    assert.throws(() => sql`select ${{ a: 1 } as unknown as string}`, /cannot inline/);
   });
 
   it('claim keeps only the 50 most recently active rows of a user that are not live; other users keep theirs', async function () {

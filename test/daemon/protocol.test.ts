@@ -5,7 +5,7 @@ import { connect, helloClient, type TestClient } from '../helpers/client';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { getJson } from '../helpers/getJson';
 import { readDiscovery } from '../../server/auth/localMode';
-import type { CallToolResult, HelloAck, ServerFrame, ToolDescription } from '../../server/protocol';
+import { PROTOCOL_VERSION, type CallToolResult, type HelloAck, type ServerFrame, type ToolDescription } from '../../server/protocol';
 
 const isResult = (id: string) => (f: ServerFrame) => f.op === 'call_tool_res' && f.request_id === id;
 
@@ -78,6 +78,7 @@ describe('wire protocol (local mode daemon)', function () {
       ['a wrong token', (c) => c.send({ op: 'hello', protocol: 2, token: 'not-the-secret' }), 4003, 'token_invalid'],
       ['a hello without any token', (c) => c.send({ op: 'hello', protocol: 2 }), 4003, 'token_invalid'],
       ['an unsupported protocol', (c) => c.send({ op: 'hello', protocol: 1, token: 'x' }), 4009, 'protocol_unsupported'],
+      ['a protocol newer than the daemon\'s', (c) => c.send({ op: 'hello', protocol: 4, token: 'x' }), 4009, 'protocol_unsupported'],
     ];
     for (const [what, act, code, errorCode] of refusals) {
       it(`closes with ${code} (${errorCode}) after ${what}`, async function () {
@@ -163,6 +164,30 @@ describe('wire protocol (local mode daemon)', function () {
       assert.deepEqual(res, { op: 'call_tool_res', request_id: 'c1', ok: true, outputs: [{ type: 'text', text: 'hi there' }] });
     });
 
+    it('protocol 3: a call that finishes at once gets call_tool_res alone; a call still running gets call_tool_ack, its progress, then the result', async function () {
+      const { client, ack } = await helloClient(daemon.url, secret, 'vscode-v3', { protocol: 3 });
+      clients.push(client);
+      assert.ok(ack.op === 'hello_ack' && ack.ok, JSON.stringify(ack));
+      // A pipelined batch: every echo finishes within the daemon's turn, so no acks at all.
+      for (let i = 0; i < 20; i++) client.send({ op: 'call_tool', request_id: `fast-${i}`, name: 'echo', arguments: { text: `t${i}` } });
+      client.send({ op: 'call_tool', request_id: 'slow', name: 'echo', arguments: { text: 'later', delay_ms: 300 } });
+      for (let i = 0; i < 20; i++) await client.next(isResult(`fast-${i}`));
+      const slow = await client.next<CallToolResult>(isResult('slow'));
+      assert.deepEqual(slow, { op: 'call_tool_res', request_id: 'slow', ok: true, outputs: [{ type: 'text', text: 'later' }] });
+      const about = (id: string) => client.frames.filter((f) => 'request_id' in f && f.request_id === id).map((f) => f.op);
+      for (let i = 0; i < 20; i++) assert.deepEqual(about(`fast-${i}`), ['call_tool_res'], `fast-${i}`);
+      assert.deepEqual(about('slow'), ['call_tool_ack', 'progress', 'call_tool_res']);
+    });
+
+    it('protocol 2 (older extensions): every call is still acked before its result', async function () {
+      const { client } = await open('vscode-v2');
+      for (let i = 0; i < 5; i++) client.send({ op: 'call_tool', request_id: `v2-${i}`, name: 'echo', arguments: { text: 'x' } });
+      for (let i = 0; i < 5; i++) await client.next(isResult(`v2-${i}`));
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual(client.frames.filter((f) => 'request_id' in f && f.request_id === `v2-${i}`).map((f) => f.op), ['call_tool_ack', 'call_tool_res']);
+      }
+    });
+
     it('answers whoami with this connection’s user and session', async function () {
       const { client, ack } = await open('vscode-who');
       client.send({ op: 'call_tool', request_id: 'w', name: 'whoami', arguments: {} });
@@ -181,7 +206,8 @@ describe('wire protocol (local mode daemon)', function () {
       assert.ok(res.ok);
       const v = JSON.parse(res.outputs[0].text);
       assert.equal(v.version, daemon.line.version);
-      assert.equal(v.protocol, 2);
+      assert.equal(v.protocol, 3);
+      assert.equal(PROTOCOL_VERSION, 3);
       assert.equal(v.mode, 'local');
       assert.match(v.node, /^v22\./);
     });

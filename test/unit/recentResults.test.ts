@@ -33,6 +33,37 @@ describe('RecentResults (call_tool dedup window)', function () {
     assert.equal(budget.bytes, cost('new', '99'));
   });
 
+  it('sweeps each entry once it ages out, whenever that falls between later arrivals', function () {
+    let now = 0;
+    const results = new RecentResults(new ResultBudget(), { windowMs: 1000, maxEntries: 100 }, () => now);
+    results.set('a', 'A');
+    now = 600;
+    results.set('b', 'B');
+    now = 1100; // a aged out, b not yet
+    results.set('c', 'C');
+    assert.equal(results.size, 2);
+    now = 1700; // b aged out too
+    results.set('d', 'D');
+    assert.equal(results.size, 2);
+    assert.deepEqual([results.get('c'), results.get('d')], [{ kept: true, text: 'C' }, { kept: true, text: 'D' }]);
+    now = 5000; // everything aged out; a new entry starts the clock again
+    results.set('e', 'E');
+    assert.equal(results.size, 1);
+    now = 5999;
+    results.set('f', 'F');
+    assert.equal(results.size, 2);
+  });
+
+  it('the same request id set again and again keeps one entry, and its bookkeeping stays bounded', function () {
+    const budget = new ResultBudget();
+    const results = new RecentResults(budget, { maxEntries: 50 }, () => 0);
+    for (let i = 0; i < 100_000; i++) results.set('same', String(i % 10));
+    assert.equal(results.size, 1);
+    assert.equal(budget.bytes, cost('same', '9'));
+    const queued = (results as unknown as { queue: unknown[] }).queue.length;
+    assert.ok(queued <= 2 * 1 + 1024 + 1, `internal queue of ${queued} entries for 1 kept`);
+  });
+
   it('stays within its count bound under a flood of distinct request ids', function () {
     const results = new RecentResults(new ResultBudget(), { maxEntries: 50 }, () => 0);
     for (let i = 0; i < 1000; i++) results.set(`r${i}`, String(i));
