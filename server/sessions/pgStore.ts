@@ -141,13 +141,8 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
 
   async reserveUsage(caller: Identity, request: UsageReservationRequest): Promise<ReserveOutcome> {
     const key = newSettleKey();
-    const row = await this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ reservation_id: string | null; refused: 'budget' | 'calls' | null; used_tokens: string; held_tokens: string; held_calls: number; resets_at: Date }>(
-        'select reservation_id, refused, used_tokens, held_tokens, held_calls, resets_at from public.mcp_usage_reserve($1, $2, $3, $4, $5, $6)',
-        [request.tool, request.model, request.tokens, request.dailyLimit, request.holdSeconds, key],
-      );
-      return rows[0];
-    });
+    const [row] = await this.asUser<{ reservation_id: string | null; refused: 'budget' | 'calls' | null; used_tokens: string; held_tokens: string; held_calls: number; resets_at: Date }>(caller,
+      sql`select reservation_id, refused, used_tokens, held_tokens, held_calls, resets_at from public.mcp_usage_reserve(${request.tool}::text, ${request.model}::text, ${request.tokens}::bigint, ${request.dailyLimit}::bigint, ${request.holdSeconds}::int, ${key}::text)`);
     // bigint arrives as a string; the SQL bounds keep every value far below 2^53.
     const day = { usedTokens: Number(row.used_tokens), heldTokens: Number(row.held_tokens), heldCalls: row.held_calls, resetsAt: row.resets_at.toISOString() };
     if (row.reservation_id === null) return { ok: false, refused: row.refused ?? 'budget', ...day };
@@ -155,22 +150,14 @@ export class PgSessionStore implements SessionStore, ThreadStore, UsageStore {
   }
 
   async settleUsage(caller: Identity, reservation: UsageReservation, counts: UsageCounts): Promise<boolean> {
-    return this.asUser(caller, async (c) => {
-      const { rows } = await c.query<{ settled: boolean }>(
-        'select public.mcp_usage_settle($1, $2, $3, $4, $5) as settled',
-        [reservation.id, reservation.key, counts.inputTokens, counts.outputTokens, counts.estimated],
-      );
-      return rows[0].settled;
-    });
+    const [row] = await this.asUser<{ settled: boolean }>(caller,
+      sql`select public.mcp_usage_settle(${reservation.id}::bigint, ${reservation.key}::text, ${counts.inputTokens}::bigint, ${counts.outputTokens}::bigint, ${counts.estimated ? 'true' : 'false'}::boolean) as settled`);
+    return row.settled;
   }
 
   async usageSummary(caller: Identity): Promise<UsageRow[]> {
-    const rows = await this.asUser(caller, async (c) => {
-      const result = await c.query<{ period: 'today' | 'month'; model: string; calls: number; input_tokens: string; output_tokens: string; held_calls: number; held_tokens: string }>(
-        'select period, model, calls, input_tokens, output_tokens, held_calls, held_tokens from public.mcp_usage_summary()',
-      );
-      return result.rows;
-    });
+    const rows = await this.asUser<{ period: 'today' | 'month'; model: string; calls: number; input_tokens: string; output_tokens: string; held_calls: number; held_tokens: string }>(caller,
+      sql`select period, model, calls, input_tokens, output_tokens, held_calls, held_tokens from public.mcp_usage_summary()`);
     return rows.map((r) => ({
       period: r.period, model: r.model, calls: r.calls, inputTokens: Number(r.input_tokens), outputTokens: Number(r.output_tokens),
       heldCalls: r.held_calls, heldTokens: Number(r.held_tokens),
