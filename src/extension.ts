@@ -12,6 +12,8 @@ import { WindowUser } from './auth/windowUser';
 import type { ExaiConfig } from './config';
 import { onConfigChange, readConfig } from './settings';
 import { WindowConnection } from './daemon/windowConnection';
+import { ProviderKeyStore } from './daemon/providerKeyStore';
+import { registerProviderKeys } from './ui/providerKeys';
 import { COMMAND_OF, registerCommands } from './ui/commands';
 import { createWindowLog } from './ui/log';
 import { signInInteractively } from './ui/signIn';
@@ -50,6 +52,8 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     : fileKeyProvider(path.join(storage, 'keys', 'store.key'));
   const store = new SharedStore(path.join(storage, 'accounts'), keys, { onError: (e) => log.warn(`account store: ${e.message}`) });
   const notified = new Set<string>();
+  // Provider keys live in SecretStorage, never settings.json; local mode hands them to the daemon (src/ui/providerKeys.ts).
+  const providerKeys = new ProviderKeyStore(context.secrets);
 
   let session: Session | null = null;
   const build = (config: ExaiConfig): Session => {
@@ -69,6 +73,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
         expectedVersion: VERSION,
         idleExitSec: config.idleExitSec,
       },
+      providerKeys,
       onStatus: (status) => statusBar.set(status),
       notify: (message, actions) => {
         if (notified.has(message)) return; // say it once, not on every retry
@@ -107,6 +112,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
       statusBar,
       log,
     }),
+    ...registerProviderKeys({ store: providerKeys, secrets: context.secrets, connection: () => session?.connection ?? null, log }),
   );
   log.info(`EXAI ${VERSION} activated in window ${instance} (${vscode.env.uiKind === vscode.UIKind.Web ? 'web' : 'desktop'}${vscode.env.remoteName ? `, remote ${vscode.env.remoteName}` : ''})`);
 
