@@ -80,7 +80,7 @@ describe('EXAI extension in a real VS Code extension host', function () {
     const [major, minor] = vscode.version.split('.').map(Number);
     assert.ok(major > 1 || minor >= 101, vscode.version);
     const commands = await vscode.commands.getCommands(true);
-    for (const c of ['exai.signIn', 'exai.signOut', 'exai.switchUser', 'exai.reconnect', 'exai.showLog', 'exai.showSessions']) assert.ok(commands.includes(c), c);
+    for (const c of ['exai.signIn', 'exai.signOut', 'exai.switchUser', 'exai.reconnect', 'exai.showLog', 'exai.showSessions', 'exai.setProviderKey']) assert.ok(commands.includes(c), c);
     assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
   });
 
@@ -167,9 +167,9 @@ describe('EXAI extension in a real VS Code extension host', function () {
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
-  it('contributes a walkthrough with the four first steps', function () {
+  it('contributes a walkthrough with the five first steps (a provider key among them)', function () {
     const walkthroughs = vscode.extensions.getExtension('exai.exai-vscode')!.packageJSON.contributes.walkthroughs;
-    assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'tryTool']);
+    assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'providerKey', 'tryTool']);
   });
 
   it('signs in with an emailed one-time code (the code typed into the second prompt)', async function () {
