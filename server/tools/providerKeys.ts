@@ -53,7 +53,8 @@ export class RuntimeProviderKeys {
       keyEnv: `the ${LABEL[provider]} key`, urlEnv: `the ${LABEL[provider]} base URL set with 'EXAI: Set Provider Key'`,
     };
     this.redactor.addSecret(endpoint.apiKey); // before anything could log it
-    this.retire(this.providers.endpoint(provider));
+    const previous = this.providers.endpoint(provider);
+    if (previous?.apiKey !== endpoint.apiKey) this.retire(previous); // windows re-give the same key on every connect
     this.providers.setEndpoint(endpoint);
     this.log.info('provider key set by a local client', { provider, host: new URL(url).host, with_key: endpoint.apiKey !== null });
     return this.providers.describe();
