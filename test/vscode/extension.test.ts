@@ -172,6 +172,13 @@ describe('EXAI extension in a real VS Code extension host', function () {
     assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'providerKey', 'tryTool']);
   });
 
+  it('EXAI: Set Provider Key with a shared daemon (supabase mode) says it keeps its own keys, and asks for none', async function () {
+    const seen = answer({ pick: ['Custom'], input: ['http://127.0.0.1:9/v1', 'sk-never-asked-0123456789'] });
+    await vscode.commands.executeCommand('exai.setProviderKey');
+    assert.deepEqual(seen.map((s) => s.kind), ['showInformationMessage'], JSON.stringify(seen));
+    assert.match(seen[0].text, /uses the provider keys of its own environment\. Ask its operator to configure the provider/);
+  });
+
   it('signs in with an emailed one-time code (the code typed into the second prompt)', async function () {
     // The test auth server's outbox stands in for the user's mailbox.
     const supabaseUrl = vscode.workspace.getConfiguration('exai').get<string>('supabase.url')!;
