@@ -11,6 +11,8 @@ import type { WindowConnection } from '../daemon/windowConnection';
 import type { WindowLog } from './log';
 
 export const SET_PROVIDER_KEY_COMMAND = 'exai.setProviderKey';
+/** Context key: this window holds at least one provider key (the walkthrough step shows as done). */
+export const PROVIDER_KEY_CONTEXT = 'exai.providerKeyConfigured';
 const OLLAMA_URL = 'http://127.0.0.1:11434/v1';
 
 interface Deps {
@@ -21,6 +23,7 @@ interface Deps {
 }
 
 export function registerProviderKeys(deps: Deps): vscode.Disposable[] {
+  void updateContext(deps);
   return [
     vscode.commands.registerCommand(SET_PROVIDER_KEY_COMMAND, () => setProviderKey(deps)),
     // Another window (desktop shares the keychain) set or removed a key: give the daemon this
@@ -101,6 +104,7 @@ async function removeKey(deps: Deps, stored: Map<ProviderKeyName, StoredProvider
 
 /** Gives the daemon what the store now holds for `provider` (its key, or its removal) and says how it went. */
 async function pushOne(deps: Deps, provider: ProviderKeyName, opts: { quiet: boolean }): Promise<void> {
+  void updateContext(deps);
   const connection = deps.connection();
   if (!connection || connection.mode !== 'local') return;
   const key = await deps.store.get(provider);
@@ -123,6 +127,11 @@ async function pushOne(deps: Deps, provider: ProviderKeyName, opts: { quiet: boo
       ? `EXAI: ${what} is set; the daemon uses it from now on. Run 'EXAI: Try a Tool' → listmodels to see its models.`
       : `EXAI: ${what} is removed; the daemon now has ${providers.length ? providers.map((p) => p.name).join(', ') : 'no provider'}.`);
   }
+}
+
+async function updateContext(deps: Deps): Promise<void> {
+  const configured = (await deps.store.all().catch(() => [])).length > 0;
+  await vscode.commands.executeCommand('setContext', PROVIDER_KEY_CONTEXT, configured);
 }
 
 function baseUrlProblem(value: string): string | undefined {
