@@ -32,16 +32,18 @@ describe('EXAI: Set Provider Key in a real VS Code (code-server + Chromium, loca
   let browser: BrowserContext;
   let page: Page;
   const stateDir = () => path.join(server.userDataDir, 'User', 'globalStorage', 'exai.exai-vscode', 'daemon', 'local');
-  const chat = async () => {
+  /** A tool call through the daemon the extension spawned (signed in with its local secret, as a window is). */
+  const call = async (name: string, args: Record<string, unknown>) => {
     const info = readDiscovery(stateDir())!;
     const { client, ack } = await helloClient(`ws://127.0.0.1:${info.port}/`, info.secret!, 'e2e-provider-key');
     assert.ok(ack.op === 'hello_ack' && ack.ok, JSON.stringify(ack));
     try {
-      return await callTool(client, 'chat', { prompt: 'hello from the palette test', model: 'fake-model' });
+      return await callTool(client, name, args);
     } finally {
       await client.close();
     }
   };
+  const chat = () => call('chat', { prompt: 'hello from the palette test', model: 'fake-model' });
 
   before(async function () {
     assert.ok(fs.existsSync(VSIX), `run npm run package first (${VSIX})`);
@@ -81,6 +83,15 @@ describe('EXAI: Set Provider Key in a real VS Code (code-server + Chromium, loca
     fake.set({ chunks: ['answer from the fake provider'] });
     assert.match(okText(await chat()), /answer from the fake provider/);
     assert.equal(fake.requests().at(-1)!.authorization, `Bearer ${KEY}`);
+
+    // listmodels shows the provider as configured, and where its key came from.
+    fake.set({ models: ['fake-model'] });
+    const listed = JSON.parse(okText(await call('listmodels', {})));
+    const custom = listed.providers.find((p: { provider: string }) => p.provider === 'custom');
+    assert.equal(custom.configured, true);
+    assert.equal(custom.key_source, "set with 'EXAI: Set Provider Key'");
+    assert.deepEqual(custom.models, ['fake-model']);
+    fake.set({});
   });
 
   it('the key is absent from settings.json, the logs, and the daemon\'s argv and environment', async function () {
@@ -97,5 +108,18 @@ describe('EXAI: Set Provider Key in a real VS Code (code-server + Chromium, loca
     assert.match(daemonLogs, /provider key set by a local client/, 'the daemon logged the change (without the key)');
     assert.ok(places.some(([p]) => p.startsWith('window log')), places.map(([p]) => p).join(', '));
     for (const [place, text] of places) assert.ok(!text.includes(KEY), `the key found in ${place}`);
+  });
+
+  it('"Remove a provider key" takes it away from the daemon at once', async function () {
+    await runCommand(page, 'EXAI: Set Provider Key');
+    const qi = page.locator('.quick-input-widget');
+    await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Remove a provider key' }).first().waitFor();
+    await page.keyboard.type('Remove a provider key');
+    await page.keyboard.press('Enter');
+    await qi.locator('.quick-input-title', { hasText: 'Remove a provider key' }).waitFor();
+    await qi.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom OpenAI-compatible endpoint' }).first().waitFor();
+    await page.keyboard.press('Enter');
+    await page.locator('.notification-toast', { hasText: 'is removed; the daemon now has no provider' }).waitFor({ timeout: 30_000 });
+    assert.equal(errorOf(await chat()).code, 'provider_not_configured');
   });
 });
