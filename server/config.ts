@@ -67,6 +67,8 @@ export interface ProviderEndpoint {
   /** The variables that configure it, for error messages. */
   keyEnv: string;
   urlEnv: string;
+  /** Set at run time by a local client (set_provider_key), not read from the environment. */
+  fromClient?: boolean;
 }
 
 export interface ProviderSettings {

@@ -23,6 +23,11 @@ export class Redactor {
     if (value && value.length >= 8) this.secrets.add(value);
   }
 
+  /** Stops redacting a value that is no longer used (bounds the set when keys are replaced at run time). */
+  removeSecret(value: string): void {
+    this.secrets.delete(value);
+  }
+
   redact(text: string): string {
     let out = text.replace(JWT_PATTERN, '[redacted-jwt]').replace(BEARER_PATTERN, '$1[redacted]').replace(URL_PASSWORD_PATTERN, '$1[redacted]@');
     for (const secret of this.secrets) out = out.split(secret).join('[redacted]');

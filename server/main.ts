@@ -16,6 +16,7 @@ import type { SessionStore, ThreadStore, UsageStore } from './sessions/store';
 import { builtinTools } from './tools/builtin';
 import { createModelTools } from './tools/family';
 import { Providers } from './tools/providers';
+import { RuntimeProviderKeys } from './tools/providerKeys';
 import { ToolRegistry } from './tools/registry';
 import { createMcpEndpoint } from './mcp/endpoint';
 import { isLoopbackHost } from './net';
@@ -134,6 +135,8 @@ async function main(): Promise<void> {
         maxBufferedBytes: config.maxBufferedBytes,
       },
       resultBudget: new ResultBudget(),
+      // Local mode only: a hosted daemon keeps the keys of its environment (server/tools/providerKeys.ts).
+      providerKeys: config.mode === 'local' ? new RuntimeProviderKeys(providers, redactor, log) : null,
       verifier,
       store,
       endings,

@@ -54,6 +54,8 @@ export const ErrorCode = {
   frameTooLarge: 'frame_too_large',
   clientNotReading: 'client_not_reading',
   resultUnavailable: 'result_unavailable',
+  /** set_provider_key / remove_provider_key on a supabase-mode daemon: a hosted daemon keeps its own keys. */
+  notAllowed: 'not_allowed',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -115,11 +117,41 @@ export const CallToolFrame = z.object({
 export const CancelFrame = z.object({ op: z.literal('cancel'), request_id: RequestId });
 export const PingFrame = z.object({ op: z.literal('ping'), request_id: RequestId.optional() });
 
+
+/** The providers a window may give a key to (server/tools/providerKeys.ts). */
+export const ProviderKeyName = z.enum(['glm', 'kimi', 'custom']);
+export const MAX_PROVIDER_KEY_CHARS = 4096;
+export const MAX_PROVIDER_URL_CHARS = 2048;
+/**
+ * Local mode only: replaces one provider's key (and base URL) of the daemon at run time. `api_key`
+ * may be empty only for `custom` (a local server such as Ollama needs none). Never echoed back.
+ */
+export const SetProviderKeyFrame = z.object({
+  op: z.literal('set_provider_key'),
+  request_id: RequestId,
+  provider: ProviderKeyName,
+  api_key: z.string().max(MAX_PROVIDER_KEY_CHARS),
+  base_url: z.string().min(1).max(MAX_PROVIDER_URL_CHARS).optional(),
+});
+/** Local mode only: forgets the key a client set; the provider falls back to the daemon's environment (if it has one there). */
+export const RemoveProviderKeyFrame = z.object({ op: z.literal('remove_provider_key'), request_id: RequestId, provider: ProviderKeyName });
+
 /** Every frame a client may send after hello_ack. */
-export const ClientFrame = z.discriminatedUnion('op', [HelloFrame, AuthFrame, ListToolsFrame, CallToolFrame, CancelFrame, PingFrame]);
+export const ClientFrame = z.discriminatedUnion('op', [HelloFrame, AuthFrame, ListToolsFrame, CallToolFrame, CancelFrame, PingFrame, SetProviderKeyFrame, RemoveProviderKeyFrame]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type AuthFrame = z.infer<typeof AuthFrame>;
 export type CallToolFrame = z.infer<typeof CallToolFrame>;
+export type SetProviderKeyFrame = z.infer<typeof SetProviderKeyFrame>;
+export type RemoveProviderKeyFrame = z.infer<typeof RemoveProviderKeyFrame>;
+export type ProviderKeyName = z.infer<typeof ProviderKeyName>;
+
+/** A configured provider as provider_key_ack lists it: never a key. */
+export interface ConfiguredProvider {
+  name: ProviderKeyName;
+  host: string;
+  /** Where its key came from: the daemon's environment, or a client's set_provider_key. */
+  source: 'environment' | 'client';
+}
 
 // ---------------------------------------------------------------- daemon -> client
 
@@ -176,6 +208,8 @@ export type ServerFrame =
   | { op: 'progress'; request_id: string; message: string }
   | CallToolResult
   | { op: 'cancel_ack'; request_id: string; ok: boolean }
+  | { op: 'provider_key_ack'; request_id: string; ok: true; providers: ConfiguredProvider[] }
+  | { op: 'provider_key_ack'; request_id: string; ok: false; error: WireError }
   | { op: 'pong'; request_id?: string }
   | { op: 'shutdown'; message: string }
   | { op: 'error'; request_id?: string; error: WireError };

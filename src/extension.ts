@@ -15,6 +15,8 @@ import { onConfigChange, readConfig } from './settings';
 import { WindowConnection } from './daemon/windowConnection';
 import { MCP_PROVIDER_ID } from './mcp/definition';
 import { ExaiMcpProvider } from './mcp/provider';
+import { ProviderKeyStore } from './daemon/providerKeyStore';
+import { registerProviderKeys } from './ui/providerKeys';
 import { COMMAND_OF, registerCommands } from './ui/commands';
 import { createWindowLog } from './ui/log';
 import { signInInteractively } from './ui/signIn';
@@ -63,6 +65,8 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     notified.add(message);
     tell(message, actions);
   };
+  // Provider keys live in SecretStorage, never settings.json; local mode hands them to the daemon (src/ui/providerKeys.ts).
+  const providerKeys = new ProviderKeyStore(context.secrets);
 
   let session: Session | null = null;
   const mcp = new ExaiMcpProvider({ connection: () => session?.connection ?? null, extensionVersion: VERSION, log, tell });
@@ -83,6 +87,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
         expectedVersion: VERSION,
         idleExitSec: config.idleExitSec,
       },
+      providerKeys,
       onStatus: (status) => statusBar.set(status),
       notify,
       onDaemonUrl: () => void mcp.recheck('a new daemon address'),
@@ -122,6 +127,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
       statusBar,
       log,
     }),
+    ...registerProviderKeys({ store: providerKeys, secrets: context.secrets, connection: () => session?.connection ?? null, log }),
   );
   log.info(`EXAI ${VERSION} activated in window ${instance} (${vscode.env.uiKind === vscode.UIKind.Web ? 'web' : 'desktop'}${vscode.env.remoteName ? `, remote ${vscode.env.remoteName}` : ''})`);
 

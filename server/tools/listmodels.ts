@@ -32,7 +32,11 @@ export function createListModelsTool(providers: Providers) {
         const endpoint = providers.endpoint(name);
         const base = { provider: name, label: about.label, serves: about.serves, features: about.features.map((f) => FEATURE_ARGUMENT[f]) };
         if (!endpoint) return { ...base, configured: false, how_to_configure: about.configure, known_models: about.knownModels };
-        const configured = { ...base, configured: true, ...(defaultProvider === name ? { default_model: defaultModel } : {}) };
+        const configured = {
+          ...base, configured: true, base_url_host: new URL(endpoint.baseUrl).host,
+          key_source: endpoint.fromClient ? "set with 'EXAI: Set Provider Key'" : "the daemon's environment",
+          ...(defaultProvider === name ? { default_model: defaultModel } : {}),
+        };
         if (!about.hasModelsEndpoint) return { ...configured, models: about.knownModels, source: 'known list (this provider has no GET /models)' };
         try {
           return { ...configured, models: await providers.listModels(endpoint, ctx.signal), source: 'GET /models' };

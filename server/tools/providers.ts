@@ -110,18 +110,18 @@ export interface ProviderCatalogEntry {
 export const PROVIDER_CATALOG: Record<ProviderName, ProviderCatalogEntry> = {
   custom: {
     name: 'custom', label: 'OpenAI-compatible endpoint', serves: 'every model not routed to Kimi or GLM',
-    configure: 'Set EXAI_PROVIDER_BASE_URL (e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for a local server) and EXAI_PROVIDER_API_KEY in the daemon\'s environment, then restart the daemon.',
+    configure: 'Set EXAI_PROVIDER_BASE_URL (e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for a local server) and EXAI_PROVIDER_API_KEY in the daemon\'s environment, then restart the daemon. With the VS Code extension in local mode: run \'EXAI: Set Provider Key\' (no restart).',
     knownModels: [], hasModelsEndpoint: true, features: [],
   },
   kimi: {
     name: 'kimi', label: 'Kimi (Moonshot)', serves: 'kimi-* and moonshot-* models',
-    configure: 'Set KIMI_API_KEY (and KIMI_API_URL for another endpoint than https://api.moonshot.ai/v1) in the daemon\'s environment, then restart the daemon.',
+    configure: 'Set KIMI_API_KEY (and KIMI_API_URL for another endpoint than https://api.moonshot.ai/v1) in the daemon\'s environment, then restart the daemon. With the VS Code extension in local mode: run \'EXAI: Set Provider Key\' (no restart).',
     knownModels: ['kimi-k2-0905-preview', 'kimi-k2-0711-preview', 'kimi-k2-turbo-preview', 'kimi-latest', 'kimi-thinking-preview', 'moonshot-v1-8k', 'moonshot-v1-32k', 'moonshot-v1-128k'],
     hasModelsEndpoint: true, features: ['webSearch'],
   },
   glm: {
     name: 'glm', label: 'GLM (Z.ai)', serves: 'glm-* models',
-    configure: 'Set GLM_API_KEY (and GLM_API_URL for another endpoint than https://api.z.ai/api/paas/v4) in the daemon\'s environment, then restart the daemon.',
+    configure: 'Set GLM_API_KEY (and GLM_API_URL for another endpoint than https://api.z.ai/api/paas/v4) in the daemon\'s environment, then restart the daemon. With the VS Code extension in local mode: run \'EXAI: Set Provider Key\' (no restart).',
     knownModels: ['glm-4.6', 'glm-4.5-flash', 'glm-4.5', 'glm-4.5-air', 'glm-4.5v'],
     hasModelsEndpoint: false, features: ['thinking', 'webSearch'],
   },
@@ -145,22 +145,38 @@ interface ToolCall {
 }
 
 export class Providers {
-  private readonly clients = new Map<string, OpenAI>();
+  /** Keyed by the endpoint object: a key replaced at run time gets a new client, calls in flight keep theirs. */
+  private readonly clients = new WeakMap<ProviderEndpoint, OpenAI>();
   private readonly queues = new Map<string, ProviderQueue>();
+  /** The endpoints in use: the environment's, with those a local client set (setEndpoint) in their place. */
+  private endpoints: ProviderEndpoint[];
 
-  constructor(readonly settings: ProviderSettings) {}
-
-  get configured(): boolean {
-    return this.settings.endpoints.length > 0;
+  constructor(readonly settings: ProviderSettings) {
+    this.endpoints = [...settings.endpoints];
   }
 
-  /** Names only (for the log): never a key. */
-  describe(): { name: string; host: string }[] {
-    return this.settings.endpoints.map((e) => ({ name: e.name, host: safeHost(e.baseUrl) }));
+  get configured(): boolean {
+    return this.endpoints.length > 0;
+  }
+
+  /** Names only (for the log and provider_key_ack): never a key. */
+  describe(): { name: ProviderName; host: string; source: 'environment' | 'client' }[] {
+    return this.endpoints.map((e) => ({ name: e.name, host: safeHost(e.baseUrl), source: e.fromClient ? 'client' : 'environment' }));
   }
 
   endpoint(name: ProviderName): ProviderEndpoint | undefined {
-    return this.settings.endpoints.find((e) => e.name === name);
+    return this.endpoints.find((e) => e.name === name);
+  }
+
+  /** Uses `endpoint` for its provider from now on (server/tools/providerKeys.ts; local mode only). */
+  setEndpoint(endpoint: ProviderEndpoint): void {
+    this.endpoints = [...this.endpoints.filter((e) => e.name !== endpoint.name), endpoint];
+  }
+
+  /** Drops the run-time endpoint of `name`: the environment's (if any) is used again. */
+  removeEndpoint(name: ProviderName): void {
+    const fromEnv = this.settings.endpoints.find((e) => e.name === name);
+    this.endpoints = [...this.endpoints.filter((e) => e.name !== name), ...(fromEnv ? [fromEnv] : [])];
   }
 
   /** The model a call without `model` gets, or null when nothing is configured. */
@@ -175,9 +191,13 @@ export class Providers {
    */
   resolve(requested: string | undefined): ResolvedModel {
     const model = requested?.trim() || this.defaultModel();
+    if (!this.configured) {
+      throw new ToolError(ProviderErrorCode.notConfigured,
+        'No model provider is configured on this daemon. With the VS Code extension in local mode, run \'EXAI: Set Provider Key\'; otherwise set EXAI_PROVIDER_BASE_URL and EXAI_PROVIDER_API_KEY (any OpenAI-compatible endpoint) with EXAI_DEFAULT_MODEL, or KIMI_API_KEY, or GLM_API_KEY, and restart the daemon.');
+    }
     if (!model) {
       throw new ToolError(ProviderErrorCode.notConfigured,
-        'No model provider is configured on this daemon. Set EXAI_PROVIDER_BASE_URL and EXAI_PROVIDER_API_KEY (any OpenAI-compatible endpoint) with EXAI_DEFAULT_MODEL, or KIMI_API_KEY, or GLM_API_KEY, and restart the daemon.');
+        'No model was named, and this daemon has no default model for its OpenAI-compatible endpoint; name one in `model` (listmodels lists them), or set EXAI_DEFAULT_MODEL.');
     }
     const family = familyOf(model);
     const endpoint = (family && this.endpoint(family)) || this.endpoint('custom');
@@ -186,7 +206,7 @@ export class Providers {
       throw new ToolError(ProviderErrorCode.notConfigured,
         `The model "${model}" needs the ${family === 'kimi' ? 'Kimi (Moonshot)' : 'GLM (Z.ai)'} provider, which is not configured on this daemon: set ${FAMILY_ENV[family]} (or EXAI_PROVIDER_BASE_URL for an OpenAI-compatible endpoint that serves it) and restart the daemon.`);
     }
-    const known = this.settings.endpoints.map((e) => (e.name === 'kimi' ? 'kimi-* / moonshot-*' : 'glm-*')).join(', ');
+    const known = this.endpoints.map((e) => (e.name === 'kimi' ? 'kimi-* / moonshot-*' : 'glm-*')).join(', ');
     throw new ToolError(ProviderErrorCode.notConfigured,
       `No configured provider serves the model "${model}"${known ? ` (this daemon serves ${known})` : ''}. Use one of those models, or set EXAI_PROVIDER_BASE_URL and EXAI_PROVIDER_API_KEY to an OpenAI-compatible endpoint that serves it.`);
   }
@@ -391,7 +411,7 @@ export class Providers {
 
   /** One SDK client per endpoint (it holds settings, not answers: nothing is cached across calls). */
   private client(endpoint: ProviderEndpoint): OpenAI {
-    let client = this.clients.get(endpoint.name);
+    let client = this.clients.get(endpoint);
     if (!client) {
       client = new OpenAI({
         apiKey: endpoint.apiKey ?? 'no-key',
@@ -400,7 +420,7 @@ export class Providers {
         timeout: this.settings.timeoutSec * 1000,
         logLevel: 'off',
       });
-      this.clients.set(endpoint.name, client);
+      this.clients.set(endpoint, client);
     }
     return client;
   }
@@ -468,7 +488,7 @@ export function providerError(err: unknown, endpoint: ProviderEndpoint, model: s
     const status = err.status;
     if (status === 401 || status === 403) {
       return new ToolError(ProviderErrorCode.keyRejected,
-        `${who} rejected the API key (HTTP ${status}); check ${endpoint.keyEnv} and restart the daemon.`);
+        `${who} rejected the API key (HTTP ${status}); ${endpoint.fromClient ? `run 'EXAI: Set Provider Key' to give ${endpoint.keyEnv} again` : `check ${endpoint.keyEnv} and restart the daemon`}.`);
     }
     if (status === 404 && model === null) {
       return new ToolError(ProviderErrorCode.modelNotFound, `${who} has no model list (GET /models answered HTTP 404).`);

@@ -13,8 +13,9 @@ import { TokenRejected, type Identity, type TokenVerifier } from '../auth/identi
 import type { Logger } from '../log';
 import {
   AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, MAX_BYTES_BEFORE_HELLO_ACK, PROTOCOL_VERSION,
-  RequestId, SUPPORTED_PROTOCOL_VERSIONS, shortened, type CallToolResult, type ServerFrame, type WireError,
+  RequestId, SUPPORTED_PROTOCOL_VERSIONS, shortened, type CallToolResult, type RemoveProviderKeyFrame, type ServerFrame, type SetProviderKeyFrame, type WireError,
 } from '../protocol';
+import { ProviderKeyRejected, type RuntimeProviderKeys } from '../tools/providerKeys';
 import { SessionLease, type FinalStatus } from '../sessions/lease';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
 import type { PendingEndings } from '../sessions/pendingEndings';
@@ -56,6 +57,8 @@ export interface ConnectionDeps {
   log: Logger;
   /** The daemon-wide byte budget of kept call_tool results, shared by every connection. */
   resultBudget: ResultBudget;
+  /** Local mode: provider keys a client may set at run time. Absent (supabase mode): the ops are refused. */
+  providerKeys?: RuntimeProviderKeys | null;
 }
 
 type State = 'awaiting_hello' | 'authenticating' | 'open' | 'closed';
@@ -298,11 +301,11 @@ export class Connection {
       // Only a valid request_id is echoed back: an oversized or non-string one is left out.
       const requestId = isObject(raw) && RequestId.safeParse(raw.request_id).success ? (raw.request_id as string) : undefined;
       const op = isObject(raw) ? raw.op : undefined;
-      const known = typeof op === 'string' && ['hello', 'auth', 'list_tools', 'call_tool', 'cancel', 'ping'].includes(op);
+      const known = typeof op === 'string' && ['hello', 'auth', 'list_tools', 'call_tool', 'cancel', 'ping', 'set_provider_key', 'remove_provider_key'].includes(op);
       const issues = parsed.error.issues.slice(0, MAX_ISSUES_REPORTED).map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
       const error: WireError = known
         ? { code: ErrorCode.invalidFrame, message: shortened(`Malformed ${op} frame: ${issues}`) }
-        : { code: ErrorCode.unknownOp, message: `Unknown op ${describeOp(op)}. Known ops: auth, list_tools, call_tool, cancel, ping.` };
+        : { code: ErrorCode.unknownOp, message: `Unknown op ${describeOp(op)}. Known ops: auth, list_tools, call_tool, cancel, ping, set_provider_key, remove_provider_key.` };
       return this.send({ op: 'error', request_id: requestId, error });
     }
     const frame = parsed.data;
@@ -326,6 +329,26 @@ export class Connection {
       }
       case 'ping':
         return this.send({ op: 'pong', request_id: frame.request_id });
+      case 'set_provider_key':
+      case 'remove_provider_key':
+        return this.providerKey(frame);
+    }
+  }
+
+  /** Local mode: this connection proved the local secret in its hello (server/tools/providerKeys.ts). */
+  private providerKey(frame: SetProviderKeyFrame | RemoveProviderKeyFrame): void {
+    const keys = this.deps.options.mode === 'local' ? this.deps.providerKeys : null;
+    if (!keys) {
+      this.log.warn('refused a provider key from a client: this daemon keeps its own', { op: frame.op, provider: frame.provider });
+      return this.send({ op: 'provider_key_ack', request_id: frame.request_id, ok: false,
+        error: { code: ErrorCode.notAllowed, message: 'This daemon is shared (supabase mode) and uses the provider keys of its own environment; a client cannot set them. Ask the daemon\'s operator to configure the provider.' } });
+    }
+    try {
+      const providers = frame.op === 'set_provider_key' ? keys.set(frame.provider, frame.api_key, frame.base_url) : keys.remove(frame.provider);
+      this.send({ op: 'provider_key_ack', request_id: frame.request_id, ok: true, providers });
+    } catch (err) {
+      if (!(err instanceof ProviderKeyRejected)) throw err;
+      this.send({ op: 'provider_key_ack', request_id: frame.request_id, ok: false, error: { code: ErrorCode.invalidArguments, message: err.message } });
     }
   }
 

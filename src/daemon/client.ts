@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import WebSocket from 'ws';
 import {
   CloseCode, PROTOCOL_VERSION,
-  type AuthFrame, type CallToolFrame, type ClientFrame, type HelloFrame, type ServerFrame,
+  type AuthFrame, type CallToolFrame, type ClientFrame, type ConfiguredProvider, type HelloFrame, type ProviderKeyName, type ServerFrame,
   type TextOutput, type ToolDescription, type WireError, type WireUser,
 } from '../../server/protocol';
 import { isLoopbackHost } from '../../server/net';
@@ -259,6 +259,20 @@ export class DaemonClient {
   listTools(): Promise<ToolDescription[]> {
     return this.request((request_id) => ({ op: 'list_tools', request_id }), 'list its tools', (frame) =>
       frame.op === 'list_tools_res' ? { value: frame.tools } : undefined, { wake: true });
+  }
+
+  /**
+   * Local mode: gives the daemon one provider's key (null: removes the key this or another window set).
+   * Resolves with the daemon's configured providers (never a key); rejects with the daemon's sentence.
+   */
+  async setProviderKey(provider: ProviderKeyName, key: { apiKey: string; baseUrl?: string } | null): Promise<ConfiguredProvider[]> {
+    const ack = await this.request(
+      (request_id): ClientFrame => key
+        ? { op: 'set_provider_key', request_id, provider, api_key: key.apiKey, ...(key.baseUrl ? { base_url: key.baseUrl } : {}) }
+        : { op: 'remove_provider_key', request_id, provider },
+      'answer the provider key', (frame) => (frame.op === 'provider_key_ack' ? { value: frame } : undefined), { wake: true });
+    if (!ack.ok) throw new DaemonRequestError(ack.error.code, ack.error.message);
+    return ack.providers;
   }
 
   /** Presents a refreshed token on the open connection (answer to auth_expiring). Never rejects. */

@@ -71,7 +71,10 @@ export class DaemonStartFailed extends Error {
   }
 }
 
-/** The parent's variables a daemon may inherit. Everything else (tokens, keys, passwords) stays out. */
+/**
+ * The parent's variables a daemon may inherit. Everything else (tokens, keys, passwords) stays out;
+ * provider keys reach it over the window's connection instead (src/ui/providerKeys.ts).
+ */
 export const ENV_WHITELIST = [
   'PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TMPDIR', 'TEMP', 'TMP',
   'SystemRoot', 'USERPROFILE', 'APPDATA', 'LOCALAPPDATA',

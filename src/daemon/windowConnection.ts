@@ -6,9 +6,10 @@ import type { Session } from '@supabase/supabase-js';
 import { needsRefresh, refreshAheadSec, RefreshUnavailableError, SignedOutError, type Account, type Accounts } from '../auth/accounts';
 import type { WindowUser } from '../auth/windowUser';
 import type { ExaiConfig } from '../config';
-import type { ToolDescription } from '../../server/protocol';
+import type { ConfiguredProvider, ProviderKeyName, ToolDescription } from '../../server/protocol';
 import { usageTodayOf, type NextAction, type Status, type UsageToday } from '../ui/status';
 import { DaemonClient, type CallToolOutcome, type ClientState } from './client';
+import type { StoredProviderKey } from './providerKeyStore';
 import { CrashGuard, DaemonStartFailed, DaemonVersionMismatch, ensureLocalDaemon, restartLocalDaemon, type LauncherOptions, type LocalDaemon } from './launcher';
 
 export interface WindowConnectionDeps {
@@ -25,6 +26,8 @@ export interface WindowConnectionDeps {
   notify(message: string, actions: NextAction[]): void;
   /** The daemon's address as the connection learned it (on every connect); MCP follows it. */
   onDaemonUrl?(url: string): void;
+  /** Local mode: the provider keys this window holds, given to the daemon on every connect. */
+  providerKeys?: { all(): Promise<[ProviderKeyName, StoredProviderKey][]> };
 }
 
 /** Who and where this window's MCP client is, without a token (src/mcp/provider.ts compares these). */
@@ -208,6 +211,38 @@ export class WindowConnection {
       });
   }
 
+  // ------------------------------------------------------------------ provider keys (local mode)
+
+  /**
+   * Gives the daemon one provider's key (null: removes it) and returns its configured providers.
+   * Only a daemon on this machine in local mode takes keys from a window; a shared daemon keeps its own.
+   */
+  async setProviderKey(provider: ProviderKeyName, key: StoredProviderKey | null): Promise<ConfiguredProvider[]> {
+    if (this.mode !== 'local') {
+      throw new Error('This window uses a shared EXAI daemon (Supabase accounts), which uses the provider keys of its own environment; ask its operator to configure the provider.');
+    }
+    if (!this.client) throw new Error('EXAI is not running in this window; run \'EXAI: Reconnect\', then set the key again.');
+    return this.client.setProviderKey(provider, key);
+  }
+
+  /** After each connect: the daemon may be new (spawned, restarted), so it gets every key this window holds. */
+  private async pushProviderKeys(client: DaemonClient): Promise<void> {
+    const keys = await this.deps.providerKeys?.all().catch((err: Error) => {
+      this.deps.log.warn(`could not read the provider keys from VS Code's secret storage: ${err.message}`);
+      return [];
+    }) ?? [];
+    for (const [provider, key] of keys) {
+      if (client !== this.client) return;
+      this.deps.log.addSecret(key.apiKey);
+      try {
+        await client.setProviderKey(provider, key);
+        this.deps.log.info(`gave the daemon the ${provider} provider key`);
+      } catch (err) {
+        this.deps.log.warn(`the daemon did not take the ${provider} provider key: ${(err as Error).message} Run 'EXAI: Set Provider Key' to set it again.`);
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ connecting
 
   private connect(): void {
@@ -223,6 +258,7 @@ export class WindowConnection {
     client.onState((state) => {
       this.onClientState(client, state);
       if (state.kind === 'connected') this.refreshUsage();
+      if (state.kind === 'connected' && this.mode === 'local') void this.pushProviderKeys(client);
     });
     client.onAuthExpiring(() => void this.onAuthExpiring());
     client.start();

@@ -320,7 +320,7 @@ describe('chat tool: local mode (real daemon + fake OpenAI-compatible provider)'
     const c2 = await open(none);
     err = errorOf(await chat(c2, { prompt: 'hi' }));
     assert.equal(err.code, 'provider_not_configured');
-    assert.match(err.message, /Set EXAI_PROVIDER_BASE_URL and EXAI_PROVIDER_API_KEY .* or KIMI_API_KEY, or GLM_API_KEY/);
+    assert.match(err.message, /run 'EXAI: Set Provider Key'; otherwise set EXAI_PROVIDER_BASE_URL and EXAI_PROVIDER_API_KEY .* or KIMI_API_KEY, or GLM_API_KEY/);
   });
 });
 

@@ -343,7 +343,8 @@ describe('model tool family (real daemon, local mode, fake custom / GLM / Kimi p
     const by = new Map(all.providers.map((p: any) => [p.provider, p]));
     assert.deepEqual(by.get('custom'), {
       provider: 'custom', label: 'OpenAI-compatible endpoint', serves: 'every model not routed to Kimi or GLM', features: [],
-      configured: true, default_model: 'fake-model', models: ['fake-model', 'fake-large'], source: 'GET /models',
+      configured: true, base_url_host: new URL(custom.baseUrl).host, key_source: "the daemon's environment",
+      default_model: 'fake-model', models: ['fake-model', 'fake-large'], source: 'GET /models',
     });
     assert.deepEqual((by.get('kimi') as any).models, ['kimi-k2-0905-preview', 'kimi-latest']);
     assert.deepEqual((by.get('kimi') as any).features, ['web_search']);
@@ -369,7 +370,7 @@ describe('model tool family (real daemon, local mode, fake custom / GLM / Kimi p
     assert.equal(some.default_provider, 'glm');
     const kimiEntry = some.providers.find((p: any) => p.provider === 'kimi');
     assert.equal(kimiEntry.configured, false);
-    assert.match(kimiEntry.how_to_configure, /^Set KIMI_API_KEY .* then restart the daemon\.$/);
+    assert.match(kimiEntry.how_to_configure, /^Set KIMI_API_KEY .* then restart the daemon\. With the VS Code extension in local mode: run 'EXAI: Set Provider Key' \(no restart\)\.$/);
     assert.match(some.providers.find((p: any) => p.provider === 'custom').how_to_configure, /^Set EXAI_PROVIDER_BASE_URL/);
   });
 });

@@ -32,7 +32,7 @@ describe('EXAI extension in a real VS Code extension host', function () {
     const [major, minor] = vscode.version.split('.').map(Number);
     assert.ok(major > 1 || minor >= 101, vscode.version);
     const commands = await vscode.commands.getCommands(true);
-    for (const c of ['exai.signIn', 'exai.signOut', 'exai.switchUser', 'exai.reconnect', 'exai.showLog', 'exai.showSessions']) assert.ok(commands.includes(c), c);
+    for (const c of ['exai.signIn', 'exai.signOut', 'exai.switchUser', 'exai.reconnect', 'exai.showLog', 'exai.showSessions', 'exai.setProviderKey']) assert.ok(commands.includes(c), c);
     assert.deepEqual(await vscode.authentication.getAccounts('exai'), []);
   });
 
@@ -119,9 +119,16 @@ describe('EXAI extension in a real VS Code extension host', function () {
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
-  it('contributes a walkthrough with the four first steps', function () {
+  it('contributes a walkthrough with the five first steps (a provider key among them)', function () {
     const walkthroughs = vscode.extensions.getExtension('exai.exai-vscode')!.packageJSON.contributes.walkthroughs;
-    assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'tryTool']);
+    assert.deepEqual(walkthroughs[0].steps.map((s: { id: string }) => s.id), ['configure', 'signIn', 'statusBar', 'providerKey', 'tryTool']);
+  });
+
+  it('EXAI: Set Provider Key with a shared daemon (supabase mode) says it keeps its own keys, and asks for none', async function () {
+    const seen = answer({ pick: ['Custom'], input: ['http://127.0.0.1:9/v1', 'sk-never-asked-0123456789'] });
+    await vscode.commands.executeCommand('exai.setProviderKey');
+    assert.deepEqual(seen.map((s) => s.kind), ['showInformationMessage'], JSON.stringify(seen));
+    assert.match(seen[0].text, /uses the provider keys of its own environment\. Ask its operator to configure the provider/);
   });
 
   it('signs in with an emailed one-time code (the code typed into the second prompt)', async function () {
