@@ -199,6 +199,10 @@ function ownerIsLive(stateDir: string, owner: { pid: number; start: string | nul
   if (!isProcessAlive(owner.pid)) return false;
   const discovery = readDiscovery(stateDir);
   const described = discovery?.pid === owner.pid ? discovery : null;
+  // A lock with no start token and no daemon.json naming its pid 30 s on: a real owner publishes
+  // daemon.json within seconds of taking the lock, so this pid is not (or no longer) a daemon, however
+  // old the process is.
+  if (!owner.start && described === null && Date.now() - lockMtimeMs >= 30_000) return false;
   // A lock of an older version holds only the pid; its owner wrote it while it ran, so the file's
   // mtime serves as a started_at.
   const identity = identifyProcess({

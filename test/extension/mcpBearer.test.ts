@@ -110,10 +110,12 @@ describe('the MCP bearer of a window (WindowConnection.mcpBearer)', function () 
     await w.connection.start();
     await connectedStatus(w.statuses);
     const first = (await w.accounts!.readSession(account.id))!;
-    await new Promise((r) => setTimeout(r, Math.max(0, (first.expires_at! - 1) * 1000 + 100 - Date.now()))); // both are due now
+    // Counted from before the refresh falls due: the window's own refresh timer fires at the same
+    // moment, so the timer, the MCP bearer and refreshNow must together make exactly one /token request.
     auth.resetCounters();
+    await new Promise((r) => setTimeout(r, Math.max(0, (first.expires_at! - 1) * 1000 + 100 - Date.now()))); // both are due now
     const [bearer] = await Promise.all([w.connection.mcpBearer(), w.connection.refreshNow()]);
-    assert.equal(auth.refreshRequests(), 1, 'one /token request for the two paths');
+    assert.equal(auth.refreshRequests(), 1, 'one /token request for the timer, the MCP bearer and refreshNow');
     assert.equal(auth.errorCounts()['refresh_token_already_used'] ?? 0, 0);
     const stored = (await w.accounts!.readSession(account.id))!;
     assert.notEqual(stored.access_token, first.access_token);
