@@ -83,7 +83,7 @@ describe('connection floods (local mode daemon)', function () {
       assert.equal(ack?.error.code, 'frame_too_large');
       assert.match(ack!.error.message, /before the hello was answered/);
       // The daemon stopped at the first socket chunk past the bound (a chunk is at most 64 KiB).
-      const line = daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.msg === 'too many bytes before hello_ack');
+      const line = daemon.logLines().find((l) => l.msg === 'too many bytes before hello_ack');
       assert.ok(line, 'the daemon logs the refusal');
       assert.ok(line.bytes > MAX_BYTES_BEFORE_HELLO_ACK && line.bytes <= MAX_BYTES_BEFORE_HELLO_ACK + 64 * KiB, `refused after ${line.bytes} bytes`);
     });
@@ -138,7 +138,7 @@ describe('connection floods (local mode daemon)', function () {
       const grew = rssOf(daemon.pid) - rssBefore;
       assert.ok(grew < 150 * MiB, `daemon RSS grew by ${Math.round(grew / MiB)} MiB`);
 
-      const line = daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.msg === 'client is not reading its replies');
+      const line = daemon.logLines().find((l) => l.msg === 'client is not reading its replies');
       assert.ok(line, 'the daemon logs why it closed the connection');
       assert.equal(line.limit, MiB);
       assert.ok(line.buffered_bytes > MiB && line.buffered_bytes < MiB + 64 * KiB, `closed at ${line.buffered_bytes} buffered bytes`);

@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import type { HelloAck } from '../../server/protocol';
 import { helloClient, type TestClient } from '../helpers/client';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { createTestDatabase, type TestDatabase } from '../helpers/pg';
-import { startRestCut, type RestCut } from '../helpers/restCut';
-import { JAZEEL, JWKS_PATH, MICHELLE, mintAccessToken, mintAnonKey, startJwksServer, type JwksServer, type TestUser } from '../helpers/tokens';
-import { sleep, waitFor, within } from '../helpers/wait';
-import { startPostgrest, type Postgrest } from '../postgrest/server';
+import type { RunningDaemon } from '../helpers/daemon';
+import type { TestDatabase } from '../helpers/pg';
+import { startDataApiCutStack, type DataApiCutStack, type RestCut } from '../helpers/restCut';
+import { JAZEEL, MICHELLE, type TestUser } from '../helpers/tokens';
+import { sleep, waitFor } from '../helpers/wait';
 
 type OkAck = Extract<HelloAck, { ok: true }>;
 
@@ -20,16 +19,14 @@ const LEGACY_SECRET = 'legacy-project-jwt-secret-for-the-data-api-fault-tests';
 
 describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)', function () {
   this.timeout(40_000);
+  let stack: DataApiCutStack;
   let db: TestDatabase;
-  let jwks: JwksServer;
-  let gateway: Postgrest;
   /** In front of the gateway: while `cut.restDown`, every /rest/v1 request has its socket destroyed. */
   let cut: RestCut;
   let daemon: RunningDaemon;
   const clients: TestClient[] = [];
 
-  const mint = (user: TestUser, expiresInSec = 3600) =>
-    mintAccessToken({ key: jwks.keys.es256, issuer: `${cut.url}/auth/v1`, user, expiresInSec });
+  const mint = (user: TestUser, expiresInSec?: number) => stack.mint(user, expiresInSec);
   const helloOk = async (token: string, instance: string) => {
     const { client, ack } = await helloClient(daemon.url, token, instance);
     clients.push(client);
@@ -38,29 +35,12 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
   };
   const statusOf = async (sessionId: string) =>
     (await db.query('select connection_status from public.mcp_sessions where session_id = $1', [sessionId]))[0]?.connection_status as string | undefined;
-  const logLines = () => daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+  const logLines = () => daemon.logLines();
 
   before(async function () {
     this.timeout(60_000);
-    let anonKey: string;
-    [db, jwks, anonKey] = await Promise.all([createTestDatabase(), startJwksServer(), mintAnonKey(LEGACY_SECRET)]);
-    for (const u of [JAZEEL, MICHELLE]) await db.addUser(u.id, u.email);
-    // Clock skew 0 (PostgREST allows 30 s): a token used after its exp is refused at once.
-    gateway = await startPostgrest({
-      databaseUrl: db.url, jwksUrl: `${jwks.url}${JWKS_PATH}`, jwtSecret: LEGACY_SECRET, anonKey, authUpstream: jwks.url, clockSkewSec: 0,
-    });
-    cut = await startRestCut(() => gateway.url);
-    daemon = await startDaemon({
-      env: {
-        MCP_ENABLE_MULTI_USER: 'true',
-        SUPABASE_URL: cut.url,
-        SUPABASE_ANON_KEY: anonKey,
-        EXAI_DAEMON_ID: 'data-api-faults',
-        EXAI_HEARTBEAT_SECONDS: '1',
-        DATABASE_URL: undefined,
-        SUPABASE_JWT_SECRET: undefined,
-      },
-    });
+    stack = await startDataApiCutStack({ legacySecret: LEGACY_SECRET, daemonId: 'data-api-faults' });
+    ({ db, cut, daemon } = stack);
   });
 
   afterEach(async () => {
@@ -70,14 +50,7 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
 
   after(async function () {
     this.timeout(30_000);
-    try {
-      if (daemon) await within(daemon.stop(), 15_000, 'daemon stop').catch(() => daemon.kill9());
-      await cut?.close();
-      await gateway?.close();
-      await jwks?.close();
-    } finally {
-      await db?.drop();
-    }
+    await stack?.stop();
   });
 
   it('a window closed while the Data API is unreachable has its row ended once the API is back (the daemon does not give up)', async function () {
@@ -110,7 +83,7 @@ describe('Data API outages while sessions end (SUPABASE_URL + SUPABASE_ANON_KEY)
       { everyMs: 100 },
     );
     assert.ok(dropped);
-    const sentAfter = gateway.requests().filter((r) => r.at >= restoredAt && r.fn === 'mcp_close_session' && r.bearer === shortLived);
+    const sentAfter = stack.gateway.requests().filter((r) => r.at >= restoredAt && r.fn === 'mcp_close_session' && r.bearer === shortLived);
     assert.deepEqual(sentAfter, [], 'no request with the expired token');
     assert.equal(await statusOf(sessionId), 'connected', 'left for the liveness bound');
     assert.equal(daemon.proc.exitCode, null);

@@ -40,7 +40,7 @@ const HOSTED = { ...FAKE_SUPABASE, ...PUBLIC_HOSTS };
 
 /** The JSON lines of the daemon's log file(s) so far. */
 function logLines(d: RunningDaemon): Record<string, any>[] {
-  return d.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return d.logLines();
 }
 
 describe('hosting a daemon (TLS, proxies, drain, log rotation)', function () {

@@ -94,7 +94,7 @@ function upgradeStatus(port: number, host: string): Promise<number> {
 }
 
 function logLines(d: RunningDaemon): Record<string, any>[] {
-  return d.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return d.logLines();
 }
 
 describe('HTTP-level floods and DNS rebinding', function () {

@@ -52,7 +52,7 @@ describe('PostgreSQL restarts and outages under load (a cluster this file owns)'
   const assertAlive = () => assert.ok(alive(), `the daemon exited (${daemon.proc.exitCode ?? daemon.proc.signalCode}): ${daemon.stderr()}`);
   /** waitFor, failing at once when the daemon has died. */
   const waitUp = <T>(check: () => Promise<T> | T, ms: number, what: string) => waitFor(check, ms, what, { everyMs: 100, failFast: assertAlive });
-  const logLines = () => daemon.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+  const logLines = () => daemon.logLines();
   const rowsOf = async (ids: string[]) =>
     cluster.query<{ session_id: string; connection_status: string; fresh: boolean }>(
       `select session_id, connection_status, last_active > now() - interval '30 seconds' as fresh

@@ -424,7 +424,7 @@ describe('supabase mode daemon (JWKS + real Postgres)', function () {
     assert.equal(await statusOf(o1.ack.session_id), 'connected', "the other daemon's row is untouched");
     o1.client.send({ op: 'ping', request_id: 'other-alive' });
     await o1.client.next((f) => f.op === 'pong' && f.request_id === 'other-alive');
-    const recoveredLine = restarted.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => /previous instance/.test(l.msg));
+    const recoveredLine = restarted.logLines().find((l) => /previous instance/.test(l.msg));
     assert.equal(recoveredLine?.count, 2, 'the restart logged how many rows it recovered');
   });
 
@@ -462,7 +462,7 @@ describe('supabase mode daemon (JWKS + real Postgres)', function () {
   // ------------------------------------------------------------------ 13
 
   it('13. logs: lines tagged with instance and session; no access token and no database password', async function () {
-    const lines = main.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const lines = main.logLines();
     assert.ok(lines.length > 10, `log lines: ${lines.length}`);
     const tagged = lines.filter((l) => typeof l.instance === 'string' && typeof l.session === 'string');
     assert.ok(tagged.length > 0, 'some lines carry instance and session');

@@ -19,6 +19,8 @@ export interface RunningDaemon {
   stderr(): string;
   /** All log lines written so far (every file in logDir). */
   logs(): string;
+  /** The same, parsed: one object per JSON line. */
+  logLines(): Record<string, any>[];
   /** SIGTERM, then waits for exit. */
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up. */
@@ -77,6 +79,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`daemon exited with ${code}: ${stderr}`)); });
   });
+  const logs = () => (fs.existsSync(logDir) ? fs.readdirSync(logDir).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8')).join('') : '');
   return {
     port: line.port,
     pid: line.pid,
@@ -86,7 +89,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<RunningDaem
     logDir,
     url: `ws://127.0.0.1:${line.port}/`,
     stderr: () => stderr,
-    logs: () => (fs.existsSync(logDir) ? fs.readdirSync(logDir).map((f) => fs.readFileSync(path.join(logDir, f), 'utf8')).join('') : ''),
+    logs,
+    logLines: () => logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;
