@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { OAuthClients } from './auth/verifier';
 import { isLoopbackHost } from './net';
 
 export interface DaemonConfig {
@@ -27,6 +28,8 @@ export interface DaemonConfig {
   daemonId: string;
   /** Accept tokens of anonymous Supabase users (EXAI_ALLOW_ANONYMOUS; default false). */
   allowAnonymous: boolean;
+  /** The clients of the project's OAuth 2.1 server whose tokens are accepted (EXAI_OAUTH_CLIENTS; default none). */
+  oauthClients: OAuthClients;
   helloTimeoutMs: number;
   /** How often live connections refresh `last_active` (the liveness heartbeat). */
   heartbeatSec: number;
@@ -123,7 +126,7 @@ export const USAGE = `usage: node dist/server.js [--host 127.0.0.1] [--port 8079
   [--tls-cert cert.pem --tls-key key.pem] [--behind-proxy] [--public-host exai.example.com]
 environment: EXAI_WS_HOST, EXAI_WS_PORT, MCP_ENABLE_MULTI_USER, SUPABASE_URL, SUPABASE_JWT_SECRET,
   DATABASE_URL, SUPABASE_ANON_KEY, MCP_SESSION_TIMEOUT, MCP_MAX_CONNECTIONS_PER_USER, EXAI_MAX_BUFFERED_BYTES, EXAI_LOG_DIR, EXAI_STATE_DIR,
-  EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
+  EXAI_DAEMON_ID, EXAI_ALLOW_ANONYMOUS, EXAI_OAUTH_CLIENTS, EXAI_IDLE_EXIT_SECONDS, EXAI_TLS_CERT, EXAI_TLS_KEY, EXAI_BEHIND_PROXY, EXAI_DRAIN_SECONDS,
   EXAI_PROVIDER_BASE_URL, EXAI_PROVIDER_API_KEY, EXAI_DEFAULT_MODEL, EXAI_PROVIDER_TIMEOUT_SECONDS,
   EXAI_PROVIDER_MAX_CONCURRENT, EXAI_PROVIDER_QUEUE_LENGTH, EXAI_PROVIDER_MAX_RETRIES,
   EXAI_FILES_MAX_FILE_BYTES, EXAI_FILES_MAX_CALL_BYTES, EXAI_DAILY_TOKENS_PER_USER,
@@ -249,6 +252,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     stateDir,
     daemonId: env.EXAI_DAEMON_ID ? daemonId(env.EXAI_DAEMON_ID) : defaultDaemonId(stateDir),
     allowAnonymous: boolean('EXAI_ALLOW_ANONYMOUS', env.EXAI_ALLOW_ANONYMOUS),
+    oauthClients: oauthClientsSetting(env.EXAI_OAUTH_CLIENTS),
     helloTimeoutMs: integer('EXAI_HELLO_TIMEOUT_MS', env.EXAI_HELLO_TIMEOUT_MS, 10_000, 100, 600_000),
     // At most a third of the liveness bound (public.mcp_session_stale_after(), 45 s): a live row must
     // survive two missed heartbeats without reading `stale`.
@@ -291,6 +295,23 @@ function publicHostsSetting(flag: string[] | undefined, env: NodeJS.ProcessEnv, 
   const bad = names.find((n) => !HOST_NAME.test(n));
   if (bad !== undefined) throw new ConfigError(`${setting} entry "${bad.slice(0, 100)}" is not a host name; list names such as exai.example.com, without scheme or port, separated by commas.`);
   return names;
+}
+
+const CLIENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Far more clients than one daemon's operator names by hand; the list is searched per token. */
+const MAX_OAUTH_CLIENTS = 1000;
+
+/** EXAI_OAUTH_CLIENTS: unset or empty (no OAuth-issued token), `*`, or a comma list of client ids (UUIDs). */
+function oauthClientsSetting(raw: string | undefined): OAuthClients {
+  const entries = (raw ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+  if (entries.length === 1 && entries[0] === '*') return '*';
+  if (entries.includes('*')) throw new ConfigError('EXAI_OAUTH_CLIENTS is either * (every OAuth client of the project) or a list of client ids, not both.');
+  if (entries.length > MAX_OAUTH_CLIENTS) throw new ConfigError(`EXAI_OAUTH_CLIENTS lists ${entries.length} client ids; at most ${MAX_OAUTH_CLIENTS} (use * when the project's OAuth server serves only this daemon).`);
+  const bad = entries.find((e) => !CLIENT_ID.test(e));
+  if (bad !== undefined) {
+    throw new ConfigError(`EXAI_OAUTH_CLIENTS entry "${bad.slice(0, 100)}" is not an OAuth client id; list the client ids (UUIDs, from Authentication > OAuth Apps) separated by commas, or set *.`);
+  }
+  return [...new Set(entries.map((e) => e.toLowerCase()))];
 }
 
 /** Files arrive inside a call_tool frame (at most 4 MiB), so a call's files stay well below that. */

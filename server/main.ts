@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   else log.info('no chat provider configured (set EXAI_PROVIDER_BASE_URL, KIMI_API_KEY or GLM_API_KEY); the chat tool will say so');
   const verifier: TokenVerifier = config.mode === 'local'
     ? createLocalSecretVerifier(secret!, os.userInfo().username)
-    : new SupabaseJwtVerifier({ supabaseUrl: config.supabaseUrl!, jwtSecret: config.jwtSecret ?? undefined, allowAnonymous: config.allowAnonymous });
+    : new SupabaseJwtVerifier({ supabaseUrl: config.supabaseUrl!, jwtSecret: config.jwtSecret ?? undefined, allowAnonymous: config.allowAnonymous, oauthClients: config.oauthClients });
 
   if (config.mode === 'supabase') {
     try {

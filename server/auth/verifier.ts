@@ -36,7 +36,21 @@ export interface SupabaseJwtVerifierOptions {
    * its provider keys) to everybody. EXAI_ALLOW_ANONYMOUS=true opts in.
    */
   allowAnonymous?: boolean;
+  /**
+   * Which clients of the project's OAuth 2.1 server may use their tokens here (EXAI_OAUTH_CLIENTS).
+   * Default: none. See OAuthClients.
+   */
+  oauthClients?: OAuthClients;
 }
+
+/**
+ * Audience binding for tokens issued by the project's OAuth 2.1 server (they carry a `client_id`
+ * claim; the extension's own sign-in tokens do not). Supabase ignores RFC 8707 `resource` and keeps
+ * `aud: authenticated`, so a token cannot say it was issued for this daemon; the operator names the
+ * clients instead: `'*'` any client registered in the project (its OAuth server serves only this
+ * daemon), or a list of client ids. An empty list refuses every OAuth-issued token.
+ */
+export type OAuthClients = '*' | readonly string[];
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256'];
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -61,9 +75,11 @@ export class SupabaseJwtVerifier implements TokenVerifier {
   private readonly clockTolerance: number;
   private readonly jwks: JWTVerifyGetKey;
   private readonly allowAnonymous: boolean;
+  private readonly oauthClients: OAuthClients;
 
   constructor(options: SupabaseJwtVerifierOptions) {
     this.allowAnonymous = options.allowAnonymous ?? false;
+    this.oauthClients = options.oauthClients === '*' ? '*' : (options.oauthClients ?? []).map((id) => id.toLowerCase());
     const base = options.supabaseUrl.trim().replace(/\/+$/, '');
     let parsed: URL;
     try {
@@ -167,6 +183,7 @@ export class SupabaseJwtVerifier implements TokenVerifier {
           'Sign in with email, a code or GitHub; an operator who wants guests sets EXAI_ALLOW_ANONYMOUS=true.',
       );
     }
+    this.checkOAuthClient(payload.client_id);
     const sub = payload.sub;
     if (typeof sub !== 'string' || !UUID_RE.test(sub)) {
       throw invalid("The access token's sub claim is not a user id (UUID); it was not issued by Supabase Auth for a user. Sign in again.");
@@ -191,6 +208,22 @@ export class SupabaseJwtVerifier implements TokenVerifier {
       claims: { ...payload },
       accessToken: token,
     };
+  }
+
+  /** A token with a `client_id` claim was issued by the project's OAuth server: only the clients the operator allows. */
+  private checkOAuthClient(clientId: unknown): void {
+    if (clientId === undefined) return; // the extension's own sign-in (password, code, GitHub)
+    if (typeof clientId !== 'string' || !UUID_RE.test(clientId)) {
+      throw invalid(`The access token's client_id claim is ${describeValue(clientId)}, not an OAuth client id (UUID) of the project's OAuth server. Sign in again.`);
+    }
+    if (this.oauthClients === '*' || this.oauthClients.includes(clientId.toLowerCase())) return;
+    throw invalid(
+      this.oauthClients.length === 0
+        ? `This access token was issued by the project's OAuth server to the client ${clientId}, and this daemon accepts no OAuth-issued tokens. ` +
+            'The operator lets OAuth clients (MCP agents) in with EXAI_OAUTH_CLIENTS: * for every client of the project, or a comma list of client ids.'
+        : `This access token was issued by the project's OAuth server to the client ${clientId}, which is not in this daemon's EXAI_OAUTH_CLIENTS. ` +
+            'Ask the operator to add that client id (or to set EXAI_OAUTH_CLIENTS=*).',
+    );
   }
 
   private toRejection(err: unknown, alg: unknown): TokenRejected {

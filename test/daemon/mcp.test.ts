@@ -245,6 +245,47 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     }
   }
 
+  it("EXAI_OAUTH_CLIENTS: a token of the project's OAuth server (client_id claim) is refused by default on /mcp and the WebSocket, accepted with * and for listed clients only; the extension's tokens unaffected", async function () {
+    this.timeout(60000);
+    const CLIENT_A = '6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b';
+    const CLIENT_B = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    const oauthToken = (clientId: string, user = JAZEEL) =>
+      mint({ user, claims: { client_id: clientId, scope: 'email', amr: [{ method: 'oauth_provider/authorization_code', timestamp: nowSec() }] } });
+    const refusedEverywhere = async (d: RunningDaemon, token: string, sentence: RegExp) => {
+      const answer = await rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}` } });
+      assert.equal(answer.status, 401, answer.text);
+      assert.match(String(answer.headers['www-authenticate']), /error="invalid_token", error_description="[^"]*EXAI_OAUTH_CLIENTS/);
+      assert.match(answer.json.error.message, sentence);
+      const { client, ack } = await helloClient(d.url, token, 'oauth-ws');
+      wsClients.push(client);
+      assert.ok(ack.op === 'hello_ack' && !ack.ok && ack.error.code === 'token_invalid', JSON.stringify(ack));
+      assert.equal(ack.error.message, answer.json.error.message, 'the same sentence on both transports');
+    };
+    const acceptedEverywhere = async (d: RunningDaemon, token: string, user: typeof JAZEEL) => {
+      const c = await connect(d, token);
+      assert.equal(jsonOf(await c.client.callTool({ name: 'whoami', arguments: {} })).user_id, user.id);
+      const { client, ack } = await helloClient(d.url, token, 'oauth-ws');
+      wsClients.push(client);
+      assert.ok(ack.op === 'hello_ack' && ack.ok, JSON.stringify(ack));
+    };
+
+    // Unset (the main daemon): no OAuth-issued token gets in; the sentence names the setting.
+    await refusedEverywhere(main, await oauthToken(CLIENT_A), /accepts no OAuth-issued tokens.*EXAI_OAUTH_CLIENTS/);
+    await acceptedEverywhere(main, await mint({ user: MICHELLE }), MICHELLE);
+
+    const [any, listed] = await Promise.all([
+      startExtra('mcp-oauth-any', { EXAI_OAUTH_CLIENTS: '*' }),
+      startExtra('mcp-oauth-listed', { EXAI_OAUTH_CLIENTS: CLIENT_A }),
+    ]);
+    await acceptedEverywhere(any, await oauthToken(CLIENT_A, MICHELLE), MICHELLE);
+    await acceptedEverywhere(any, await oauthToken(CLIENT_B), JAZEEL);
+    await acceptedEverywhere(any, await mint({ user: JAZEEL }), JAZEEL);
+
+    await acceptedEverywhere(listed, await oauthToken(CLIENT_A), JAZEEL);
+    await refusedEverywhere(listed, await oauthToken(CLIENT_B), new RegExp(`client ${CLIENT_B}, which is not in this daemon's EXAI_OAUTH_CLIENTS`));
+    await acceptedEverywhere(listed, await mint({ user: MICHELLE }), MICHELLE);
+  });
+
   it('refuses a missing token with 401 and a bare challenge; answers 503 while the signing keys are unreachable', async function () {
     const none = await rawMcp(main.port, { body: initializeBody() });
     assert.equal(none.status, 401);

@@ -248,6 +248,51 @@ describe('SupabaseJwtVerifier', () => {
     });
   });
 
+  describe('tokens of the project\'s OAuth server (client_id claim): EXAI_OAUTH_CLIENTS', () => {
+    const CLIENT_A = '6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b';
+    const CLIENT_B = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+    // As GoTrue issues them at /oauth/token: client_id, scope and an oauth_provider amr.
+    const oauthToken = (clientId: unknown, user = JAZEEL) => mint({
+      user,
+      claims: { client_id: clientId, scope: 'email', amr: [{ method: 'oauth_provider/authorization_code', timestamp: nowSec() }] },
+    });
+
+    it('refuses every one by default, with a sentence naming EXAI_OAUTH_CLIENTS', async () => {
+      const err = await assertRejected(verifier, await oauthToken(CLIENT_A), 'token_invalid', /accepts no OAuth-issued tokens.*EXAI_OAUTH_CLIENTS: \*/);
+      assert.ok(err.message.includes(CLIENT_A), 'names the client');
+      await assertRejected(new SupabaseJwtVerifier({ supabaseUrl: jwks.url, oauthClients: [] }), await oauthToken(CLIENT_A), 'token_invalid', /EXAI_OAUTH_CLIENTS/);
+    });
+
+    it('accepts any client with *, as the token\'s user', async () => {
+      const v = new SupabaseJwtVerifier({ supabaseUrl: jwks.url, oauthClients: '*' });
+      const id = await v.verify(await oauthToken(CLIENT_A, MICHELLE));
+      assert.equal(id.userId, MICHELLE.id);
+      assert.equal(id.claims.client_id, CLIENT_A);
+      assert.equal((await v.verify(await oauthToken(CLIENT_B))).userId, JAZEEL.id);
+    });
+
+    it('accepts only the listed client ids (compared case-insensitively)', async () => {
+      const v = new SupabaseJwtVerifier({ supabaseUrl: jwks.url, oauthClients: [CLIENT_A.toUpperCase()] });
+      assert.equal((await v.verify(await oauthToken(CLIENT_A))).userId, JAZEEL.id);
+      const err = await assertRejected(v, await oauthToken(CLIENT_B), 'token_invalid', /not in this daemon's EXAI_OAUTH_CLIENTS/);
+      assert.ok(err.message.includes(CLIENT_B));
+    });
+
+    it('refuses a client_id claim that is not a client id, whatever the setting', async () => {
+      const v = new SupabaseJwtVerifier({ supabaseUrl: jwks.url, oauthClients: '*' });
+      for (const bad of ['', 'claude-code', 42, null, [CLIENT_A]]) {
+        await assertRejected(v, await oauthToken(bad), 'token_invalid', /client_id claim is .*not an OAuth client id/);
+      }
+    });
+
+    it('leaves the extension\'s own sign-in tokens (no client_id) alone under every setting', async () => {
+      for (const oauthClients of [undefined, [], '*', [CLIENT_A]] as const) {
+        const v = new SupabaseJwtVerifier({ supabaseUrl: jwks.url, oauthClients });
+        assert.equal((await v.verify(await mint({ user: MICHELLE }))).userId, MICHELLE.id);
+      }
+    });
+  });
+
   describe('JWKS unavailable', () => {
     it('server down → auth_unavailable naming the JWKS host', async () => {
       const down = await startJwksServer();

@@ -69,6 +69,17 @@ describe('loadConfig', function () {
     assert.match(configError([], { EXAI_ALLOW_ANONYMOUS: 'yes' }), /EXAI_ALLOW_ANONYMOUS must be true or false/);
   });
 
+  it('accepts no OAuth-issued token by default; EXAI_OAUTH_CLIENTS is * or a list of client ids', function () {
+    const a = '6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b';
+    const b = 'A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D';
+    assert.deepEqual(loadConfig([], {}).oauthClients, []);
+    assert.deepEqual(loadConfig([], { EXAI_OAUTH_CLIENTS: ' ' }).oauthClients, []);
+    assert.equal(loadConfig([], { EXAI_OAUTH_CLIENTS: ' * ' }).oauthClients, '*');
+    assert.deepEqual(loadConfig([], { EXAI_OAUTH_CLIENTS: `${a}, ${b},${a},` }).oauthClients, [a, b.toLowerCase()]);
+    assert.match(configError([], { EXAI_OAUTH_CLIENTS: `*,${a}` }), /EXAI_OAUTH_CLIENTS is either \* .* or a list of client ids, not both/);
+    assert.match(configError([], { EXAI_OAUTH_CLIENTS: `${a},claude-code` }), /EXAI_OAUTH_CLIENTS entry "claude-code" is not an OAuth client id/);
+  });
+
   it('bounds EXAI_DAEMON_ID to what a session row stores (512 characters), and hashes a long default', function () {
     assert.equal(loadConfig([], { EXAI_DAEMON_ID: 'd'.repeat(512) }).daemonId, 'd'.repeat(512));
     assert.match(configError([], { EXAI_DAEMON_ID: 'd'.repeat(513) }), /EXAI_DAEMON_ID is 513 characters long; use at most 512/);
