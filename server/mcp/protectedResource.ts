@@ -11,6 +11,9 @@ export const MCP_PATH = '/mcp';
 /** RFC 9728 §3: the well-known document, bare and with the resource's path inserted. */
 export const METADATA_PATHS = ['/.well-known/oauth-protected-resource', `/.well-known/oauth-protected-resource${MCP_PATH}`];
 
+/** The scopes the daemon's protected-resource metadata names (one of Supabase's five: openid, profile, email, phone, offline_access). */
+export const SCOPES_SUPPORTED = ['email'] as const;
+
 export interface ResourceOptions {
   /** `<SUPABASE_URL>` without a trailing slash; null in local mode (no authorization server: the bearer is the local secret). */
   supabaseUrl: string | null;
@@ -43,6 +46,10 @@ export function protectedResourceMetadata(req: http.IncomingMessage, opts: Resou
   return {
     resource: resourceUrl(req, opts),
     authorization_servers: [`${opts.supabaseUrl}/auth/v1`],
+    // Clients ask for these at authorization (the MCP SDK and Claude Code do). The daemon needs only
+    // who the user is, and `email` is Supabase's default scope; `openid` would make Supabase sign an
+    // ID token, which fails on projects still on the legacy HS256 secret.
+    scopes_supported: [...SCOPES_SUPPORTED],
     bearer_methods_supported: ['header'],
     resource_name: 'EXAI daemon',
   };

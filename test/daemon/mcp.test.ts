@@ -310,6 +310,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
       assert.deepEqual(meta.json, {
         resource: `http://127.0.0.1:${main.port}/mcp`,
         authorization_servers: [`${jwks.url}/auth/v1`],
+        scopes_supported: ['email'],
         bearer_methods_supported: ['header'],
         resource_name: 'EXAI daemon',
       });
