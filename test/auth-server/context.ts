@@ -1,6 +1,7 @@
 // Shared state of one test server and the helpers every route uses (request parsing, token issue).
 import type http from 'node:http';
 import { AuthHttpError, badRequest } from './errors';
+import type { OAuthServerConfig } from './oauthServer';
 import type { SessionRow, SessionStore } from './refreshTokens';
 import type { AccessTokenClaims, Signer } from './tokens';
 import type { UserJson, UserRecord, UserStore } from './users';
@@ -46,6 +47,8 @@ export interface AuthConfig {
   otpExpSec: number;
   /** GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION: 300 s (default and minimum). */
   flowStateExpirySec: number;
+  /** The OAuth 2.1 server's settings (oauthServer.ts); mutable, like siteUrl, through AuthServer.setConfig. */
+  oauthServer: OAuthServerConfig;
 }
 
 export interface AuthContext {
@@ -94,6 +97,9 @@ export async function generateAccessToken(ctx: AuthContext, user: UserRecord, se
     session_id: session.id,
     is_anonymous: false,
   };
+  // OAuth 2.1 server sessions (oauthServer.ts): the client and the granted scopes, `omitempty` otherwise.
+  if (session.oauthClientId) claims.client_id = session.oauthClientId;
+  if (session.scopes) claims.scope = session.scopes;
   return { token: await ctx.signer.sign(claims), expiresAt: exp };
 }
 

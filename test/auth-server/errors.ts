@@ -37,7 +37,13 @@ export type ErrorCode =
   | 'weak_password'
   | 'invalid_credentials'
   | 'bad_code_verifier'
-  | 'conflict';
+  | 'conflict'
+  | 'over_request_rate_limit'
+  | 'feature_disabled'
+  | 'oauth_dynamic_client_registration_disabled'
+  | 'oauth_client_not_found'
+  | 'oauth_authorization_not_found'
+  | 'oauth_consent_not_found';
 
 /** GoTrue's HTTPError. */
 export class AuthHttpError extends Error {

@@ -37,6 +37,10 @@ export interface SessionRow {
   /** mfa_amr_claims of the session: the sign-in method(s), kept across refreshes. */
   amr: AmrEntry[];
   userAgent: string | null;
+  /** sessions.oauth_client_id: the OAuth 2.1 client this session was issued to (oauthServer.ts), else null. */
+  oauthClientId: string | null;
+  /** sessions.scopes: the scopes granted to that client (space-separated), else null. */
+  scopes: string | null;
 }
 
 export interface RefreshTokenRow {
@@ -89,8 +93,13 @@ export class SessionStore {
 
   constructor(private readonly now: () => number) {}
 
-  /** IssueRefreshToken (v1): a new session and its first refresh token. */
-  createSession(userId: string, method: string, userAgent: string | null = null): { session: SessionRow; token: RefreshTokenRow } {
+  /** IssueRefreshToken (v1): a new session and its first refresh token (`oauth` for an OAuth 2.1 client's session). */
+  createSession(
+    userId: string,
+    method: string,
+    userAgent: string | null = null,
+    oauth?: { clientId: string; scopes: string },
+  ): { session: SessionRow; token: RefreshTokenRow } {
     const t = this.now();
     const session: SessionRow = {
       id: crypto.randomUUID(),
@@ -101,6 +110,8 @@ export class SessionStore {
       aal: 'aal1',
       amr: [{ method, timestamp: Math.floor(t / 1000) }],
       userAgent,
+      oauthClientId: oauth?.clientId ?? null,
+      scopes: oauth?.scopes ?? null,
     };
     this.sessions.set(session.id, session);
     return { session, token: this.insertToken(userId, session.id, null) };
@@ -139,12 +150,14 @@ export class SessionStore {
   /**
    * The v1 branch of RefreshTokenGrant. `issue` runs inside the session lock once the token to
    * return is decided (GoTrue generates the access token inside the same transaction).
-   * Throws AuthHttpError refresh_token_not_found / refresh_token_already_used.
+   * Throws AuthHttpError refresh_token_not_found / refresh_token_already_used. `checkSession` runs
+   * under the lock before any rotation rule (GoTrue's OAuth client consistency check) and may throw.
    */
   async refresh<T>(
     token: string,
     reuseIntervalSec: number,
     issue: (session: SessionRow, refreshToken: string, outcome: RefreshOutcome) => Promise<T>,
+    checkSession?: (session: SessionRow) => void,
   ): Promise<T> {
     const first = this.lookup(token);
     const mutex = this.lock(first.session.id);
@@ -152,6 +165,7 @@ export class SessionStore {
       return await mutex.run(async () => {
         // Re-read under the lock (GoTrue re-runs FindUserWithRefreshToken with forUpdate).
         const { row, session } = this.lookup(token);
+        checkSession?.(session);
         let issued: string | undefined;
         let outcome: RefreshOutcome = 'swap';
         if (row.revoked) {
@@ -229,6 +243,11 @@ export class SessionStore {
   /** models.LogoutSession (scope=local). */
   logoutSession(sessionId: string): number {
     return this.deleteSessions((s) => s.id === sessionId);
+  }
+
+  /** models.RevokeOAuthSessions: the user's sessions issued to one OAuth client. */
+  logoutOAuthClient(userId: string, clientId: string): number {
+    return this.deleteSessions((s) => s.userId === userId && s.oauthClientId === clientId);
   }
 
   /** models.LogoutAllExceptMe (scope=others). */

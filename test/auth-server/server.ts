@@ -8,6 +8,10 @@
 //   ...
 //   await auth.close();
 //
+// The OAuth 2.1 server (Supabase Auth as an authorization server) is in oauthServer.ts, off unless
+// `oauthServer: {enabled: true, …}`; its metadata is also served at the gateway's path-inserted
+// /.well-known/oauth-authorization-server/auth/v1 (and openid-configuration) as on Supabase.
+//
 // Not implemented (answered 404 or as noted): phone/SMS, MFA, anonymous sign-in, SSO/SAML,
 // id_token/web3 grants (`unsupported_grant_type`), email change, GET /verify links, rate limits,
 // session timebox/inactivity limits, refresh-token algorithm v2, custom access token hooks.
@@ -41,11 +45,13 @@ import {
   writeGatewayError,
 } from './errors';
 import { OAuthRoutes } from './oauth';
+import { checkSessionClient, OAuthServer, type OAuthServerOptions, resolveOAuthServerConfig } from './oauthServer';
 import { type SessionRow, SessionStore } from './refreshTokens';
 import { createSigner, mintApiKey, randomSecret, type SigningMode } from './tokens';
 import { type UserJson, type UserRecord, UserStore } from './users';
 
 export type { OutboxMessage } from './context';
+export type { OAuthServerOptions } from './oauthServer';
 export type { UserJson } from './users';
 
 export interface AuthServerOptions {
@@ -74,6 +80,20 @@ export interface AuthServerOptions {
    * address, as Kong does on Supabase: it becomes `url` and the tokens' `iss`. Default: this server.
    */
   publicUrl?: string;
+  /**
+   * The OAuth 2.1 server (GOTRUE_OAUTH_SERVER_*), off by default. The consent redirect is
+   * `siteUrl + authorizationPath + '?authorization_id=<id>'`; change either later with setConfig.
+   */
+  oauthServer?: OAuthServerOptions;
+}
+
+/** What setConfig (and POST /__test/config) may change on a running server. */
+export interface AuthServerConfigUpdate {
+  /** GOTRUE_SITE_URL, e.g. the daemon's origin once its port is known. */
+  siteUrl?: string;
+  uriAllowList?: string[];
+  /** Merged over the current OAuth server settings (fields left out stay as they are). */
+  oauthServer?: Partial<OAuthServerOptions>;
 }
 
 export interface AuthServer {
@@ -101,6 +121,10 @@ export interface AuthServer {
   resetCounters(): void;
   setJwtExpiry(sec: number): void;
   setReuseInterval(sec: number): void;
+  /** Changes the site URL / allow list / OAuth server settings of the running server. */
+  setConfig(update: AuthServerConfigUpdate): void;
+  /** The OAuth 2.1 server's state (clients, consents), for test inspection. */
+  oauthServer: OAuthServer;
   /** Replaces the clock (undefined = Date.now) and clears any advanceClock offset. */
   setNow(fn: (() => number) | undefined): void;
   /** Moves the clock forward by `ms`. */
@@ -141,6 +165,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     uriAllowList: options.uriAllowList ?? [],
     otpExpSec: 86400,
     flowStateExpirySec: 300,
+    oauthServer: resolveOAuthServerConfig(options.oauthServer),
   };
   const errorCounts: Record<string, number> = {};
   let refreshCount = 0;
@@ -173,6 +198,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
   const anonKey = await mintApiKey(jwtSecret, 'anon', 'test', nowSec);
   const serviceRoleKey = await mintApiKey(jwtSecret, 'service_role', 'test', nowSec);
   const oauth = new OAuthRoutes(ctx);
+  const oauthServer = new OAuthServer(ctx, { requireAuthentication, requireAdmin: (r) => requireAdmin(r) });
 
   // ---------------------------------------------------------------------------------------------
   // Authentication of the caller (internal/api/auth.go)
@@ -269,11 +295,16 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     refreshCount++;
     const refreshToken = str(r.body, 'refresh_token');
     if (!refreshToken) throw new AuthOAuthError('invalid_request', 'refresh_token required');
-    const response = await ctx.sessions.refresh(refreshToken, config.reuseIntervalSec, async (session, issued) => {
-      const user = ctx.users.get(session.userId);
-      if (!user) throw badRequest('refresh_token_not_found', 'Invalid Refresh Token: Refresh Token Not Found');
-      return tokenResponse(ctx, user, session, issued);
-    });
+    const response = await ctx.sessions.refresh(
+      refreshToken,
+      config.reuseIntervalSec,
+      async (session, issued) => {
+        const user = ctx.users.get(session.userId);
+        if (!user) throw badRequest('refresh_token_not_found', 'Invalid Refresh Token: Refresh Token Not Found');
+        return tokenResponse(ctx, user, session, issued);
+      },
+      (session) => checkSessionClient(session, undefined), // an OAuth client's refresh token -> invalid_client
+    );
     sendJson(r.res, 200, response);
   }
 
@@ -573,29 +604,6 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     sendJson(r.res, 200, ctx.signer.jwks(), { 'cache-control': 'public, max-age=600' });
   }
 
-  /** GET /.well-known/openid-configuration (api/jwks.go WellKnownOpenID). */
-  function openidConfiguration(r: Request): void {
-    sendJson(
-      r.res,
-      200,
-      {
-        issuer,
-        authorization_endpoint: `${issuer}/oauth/authorize`,
-        token_endpoint: `${issuer}/oauth/token`,
-        jwks_uri: `${issuer}/.well-known/jwks.json`,
-        userinfo_endpoint: `${issuer}/oauth/userinfo`,
-        response_types_supported: ['code'],
-        response_modes_supported: ['query'],
-        grant_types_supported: ['authorization_code', 'refresh_token'],
-        subject_types_supported: ['public'],
-        id_token_signing_alg_values_supported: ['RS256', 'HS256', 'ES256'],
-        token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
-        code_challenge_methods_supported: ['S256', 'plain'],
-      },
-      { 'cache-control': 'public, max-age=600' },
-    );
-  }
-
   function settings(r: Request): void {
     sendJson(r.res, 200, {
       external: { email: true, phone: false, github: true, anonymous_users: false },
@@ -613,7 +621,8 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
 
   const routes: Route[] = [
     { method: 'GET', path: '/.well-known/jwks.json', open: true, handler: jwks },
-    { method: 'GET', path: '/.well-known/openid-configuration', handler: openidConfiguration },
+    // Open: MCP clients (the SDK's discovery) send no apikey.
+    { method: 'GET', path: '/.well-known/openid-configuration', open: true, handler: (r) => oauthServer.metadata(r) },
     { method: 'GET', path: '/health', handler: health },
     { method: 'GET', path: '/settings', handler: settings },
     { method: 'GET', path: '/authorize', open: true, handler: (r) => oauth.authorize(r) },
@@ -633,6 +642,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     { method: 'GET', path: '/admin/users', handler: adminListUsers },
     { method: 'GET', path: /^\/admin\/users\/[^/]+$/, handler: adminUser },
     { method: 'DELETE', path: /^\/admin\/users\/[^/]+$/, handler: adminUser },
+    ...oauthServer.routes(),
   ];
 
   function apikeyStatus(req: http.IncomingMessage, query: URLSearchParams): 'ok' | 'missing' | 'invalid' {
@@ -681,7 +691,16 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       case 'POST /__test/config': {
         if (num('jwtExpirySec') !== undefined) api.setJwtExpiry(num('jwtExpirySec')!);
         if (num('reuseIntervalSec') !== undefined) api.setReuseInterval(num('reuseIntervalSec')!);
-        return sendJson(res, 200, { jwtExpirySec: config.jwtExpirySec, reuseIntervalSec: config.reuseIntervalSec });
+        api.setConfig({
+          siteUrl: typeof body.siteUrl === 'string' ? body.siteUrl : undefined,
+          oauthServer: obj(body, 'oauthServer') as Partial<OAuthServerOptions> | undefined,
+        });
+        return sendJson(res, 200, {
+          jwtExpirySec: config.jwtExpirySec,
+          reuseIntervalSec: config.reuseIntervalSec,
+          siteUrl: config.siteUrl,
+          oauthServer: config.oauthServer,
+        });
       }
       default:
         return sendJson(res, 404, { message: 'unknown test hook' });
@@ -702,6 +721,9 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       }
       return;
     }
+    // The gateway's RFC 8414 path-inserted metadata URLs (what the MCP SDK tries first for an issuer with a path).
+    const pathInserted = /^\/\.well-known\/(oauth-authorization-server|openid-configuration)\/auth\/v1\/?$/.exec(u.pathname);
+    if (pathInserted) u.pathname = `/auth/v1/.well-known/${pathInserted[1]}`;
     if (u.pathname !== '/auth/v1' && !u.pathname.startsWith('/auth/v1/')) {
       sendJson(res, 404, { message: 'no Route matched with those values' }); // Kong
       return;
@@ -771,6 +793,15 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     setReuseInterval(sec) {
       config.reuseIntervalSec = sec;
     },
+    setConfig(update) {
+      if (update.siteUrl !== undefined) {
+        new URL(update.siteUrl); // throws on a malformed URL before anything changes
+        config.siteUrl = update.siteUrl;
+      }
+      if (update.uriAllowList !== undefined) config.uriAllowList = [...update.uriAllowList];
+      if (update.oauthServer !== undefined) config.oauthServer = resolveOAuthServerConfig(update.oauthServer, config.oauthServer);
+    },
+    oauthServer,
     setNow(fn) {
       baseNow = fn ?? Date.now;
       offset = 0;

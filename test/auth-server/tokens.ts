@@ -19,7 +19,7 @@ export interface AmrEntry {
   timestamp: number;
 }
 
-/** internal/tokens/service.go AccessTokenClaims (without the OAuth-server-only client_id/scope). */
+/** internal/tokens/service.go AccessTokenClaims; `client_id` and `scope` only on OAuth-server sessions. */
 export interface AccessTokenClaims extends JWTPayload {
   iss: string;
   sub: string;
@@ -35,6 +35,8 @@ export interface AccessTokenClaims extends JWTPayload {
   amr: AmrEntry[];
   session_id: string;
   is_anonymous: boolean;
+  client_id?: string;
+  scope?: string;
 }
 
 export interface Signer {
@@ -45,7 +47,8 @@ export interface Signer {
   readonly kid: string | undefined;
   /** The published JWKS (`{keys: []}` in HS256 mode). */
   jwks(): { keys: JWK[] };
-  sign(claims: AccessTokenClaims): Promise<string>;
+  /** Signs access tokens (AccessTokenClaims) and the OAuth server's ID tokens. */
+  sign(claims: JWTPayload): Promise<string>;
   /** Verifies like GoTrue's parseJWTClaims; throws on any failure (caller maps to 403 bad_jwt). */
   verify(token: string, nowMs: number): Promise<JWTPayload>;
 }
