@@ -20,6 +20,7 @@ import { RuntimeProviderKeys } from './tools/providerKeys';
 import { ToolRegistry } from './tools/registry';
 import { createMcpEndpoint } from './mcp/endpoint';
 import { isLoopbackHost } from './net';
+import { createOAuthPages } from './oauth/routes';
 import { createDaemonServer, type DaemonServer } from './transport/httpServer';
 import { ResultBudget } from './transport/recentResults';
 import { loadTls, type LoadedTls } from './transport/tls';
@@ -146,6 +147,12 @@ async function main(): Promise<void> {
     {
       maxPayloadBytes: config.maxPayloadBytes, mode: config.mode, tls, behindProxy: config.behindProxy, publicHosts: config.publicHosts,
       maxUnauthenticated: config.maxUnauthenticated, maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress, mcp,
+      oauth: createOAuthPages({
+        mode: config.mode,
+        supabaseUrl: config.supabaseUrl?.trim().replace(/\/+$/, '') ?? null,
+        anonKey: config.supabaseAnonKey,
+        https: tls !== null || config.behindProxy,
+      }, log),
     },
   );
   if (tls) {

@@ -24,7 +24,8 @@ export interface ResourceOptions {
 /** A Host header that is a plain name or IP literal (with a port); anything else never reaches a URL or header. */
 const SAFE_HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/i;
 
-function origin(req: http.IncomingMessage, opts: ResourceOptions): string {
+/** The daemon's origin as this request reached it (also the consent pages' own origin, server/oauth/). */
+export function requestOrigin(req: http.IncomingMessage, opts: Pick<ResourceOptions, 'https'>): string {
   const header = req.headers.host;
   const local = req.socket.localAddress ?? '127.0.0.1';
   const host = header !== undefined && SAFE_HOST.test(header) ? header : `${local.includes(':') ? `[${local}]` : local}:${req.socket.localPort}`;
@@ -33,11 +34,11 @@ function origin(req: http.IncomingMessage, opts: ResourceOptions): string {
 
 /** The resource identifier: the /mcp URL as the client reached it. */
 export function resourceUrl(req: http.IncomingMessage, opts: ResourceOptions): string {
-  return `${origin(req, opts)}${MCP_PATH}`;
+  return `${requestOrigin(req, opts)}${MCP_PATH}`;
 }
 
 export function metadataUrl(req: http.IncomingMessage, opts: ResourceOptions): string {
-  return `${origin(req, opts)}${METADATA_PATHS[1]}`;
+  return `${requestOrigin(req, opts)}${METADATA_PATHS[1]}`;
 }
 
 /** The RFC 9728 document; null in local mode, where there is no authorization server to name. */

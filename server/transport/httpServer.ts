@@ -14,6 +14,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { LogBudget } from '../log';
 import { CloseCode, type HealthBody } from '../protocol';
 import type { McpEndpoint } from '../mcp/endpoint';
+import type { OAuthPages } from '../oauth/routes';
 import { VERSION } from '../version';
 import { Connection, type ConnectionDeps } from './connection';
 import { MISDIRECTED, checkHost, hostName, isAllowedHost, misdirectedMessage, type PublicHosts } from './hostCheck';
@@ -62,6 +63,8 @@ export interface DaemonServerOptions {
   maxUnauthenticatedPerAddress: number;
   /** MCP Streamable HTTP at /mcp (absent: the daemon serves no MCP). */
   mcp?: McpEndpoint | null;
+  /** The OAuth consent and grants pages under /oauth/ (server/oauth/routes.ts; they answer 404 in local mode). */
+  oauth?: OAuthPages | null;
 }
 
 export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptions): DaemonServer {
@@ -95,6 +98,7 @@ export function createDaemonServer(deps: ConnectionDeps, opts: DaemonServerOptio
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') return json(res, draining ? 503 : 200, health());
     if (mcp?.serves(path)) return mcp.handle(req, res, { strangerLog, authenticated: () => unauthenticated.authenticated(req.socket) });
+    if (opts.oauth?.serves(path)) return opts.oauth.handle(req, res);
     json(res, 404, { error: 'not_found', message: `This is the EXAI daemon: GET /health, a WebSocket at /${mcp ? ', or MCP at /mcp' : ''}.` });
   };
   // Every step before hello has the hello timeout as its bound: the TLS handshake, the request's
