@@ -11,8 +11,12 @@
 //               on the local PostgreSQL 15, and the daemon in supabase mode; or, with SUPABASE_URL +
 //               SUPABASE_ANON_KEY set, the real project with the daemon at EXAI_DAEMON_URL, or one
 //               started here on DATABASE_URL, or else the one the extension spawns (Data API).
+//               With the test server its OAuth 2.1 server is on, with the daemon's consent page, so
+//               MCP agents (Claude Code, MCP Inspector) sign in to the daemon's /mcp: the run prints how.
 //   --check     opens the URL in Chromium, waits for the status bar to show the connection, saves
-//               the screenshot the extension README shows, stops everything, exits 0 (1 on failure).
+//               the screenshot the extension README shows; multi-user with the test server then signs
+//               an MCP agent in over OAuth 2.1 (the MCP SDK's client, the consent page answered in
+//               Chromium) and calls whoami; stops everything, exits 0 (1 on failure).
 // EXAI_START_DIR (default .cache/start) holds the run directories (<dir>/local, <dir>/multi-user) and
 // EXAI_START_DB (default exai_start) names the database: test/e2e/start.test.ts sets both, so that
 // its runs never touch yours.
@@ -26,6 +30,8 @@ import { Client } from 'pg';
 import type { BrowserContext, Page } from 'playwright-core';
 import { answerPasswordSignIn, BASE_SETTINGS, CODE_SERVER, freePort, labEnv, launchBrowser, ROOT, runCommand } from '../../test/helpers/codeServer';
 import { ADMIN_URL, migrationFiles } from '../../test/helpers/pg';
+import { OAuthAgent, startRedirectListener } from '../../test/helpers/mcpOAuthClient';
+import { approveInBrowser } from '../../test/helpers/oauthConsent';
 import { JAZEEL, MICHELLE, type TestUser } from '../../test/helpers/tokens';
 import { isAlive, processesOf, sleep, stopGroup, stopPids } from './processes';
 
@@ -50,6 +56,8 @@ interface Backend {
   settings: Record<string, string>;
   /** Signed in by --check; null with a real project (its passwords are not ours to know). */
   checkUser: { email: string; password: string } | null;
+  /** The daemon's MCP endpoint when this run started the daemon and MCP agents can sign in to it over OAuth; --check signs one in. */
+  mcpUrl: string | null;
 }
 
 const VERSION: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
@@ -266,14 +274,41 @@ async function createDatabase(name: string, users: TestUser[]): Promise<string> 
   return url.toString();
 }
 
-async function startSupabaseDaemon(dir: string, supabaseUrl: string, databaseUrl: string): Promise<string> {
+/** Starts the daemon in supabase mode; `env` adds to (or overrides) this process's environment. Resolves with its port. */
+async function startSupabaseDaemon(dir: string, supabaseUrl: string, databaseUrl: string, env: NodeJS.ProcessEnv = {}): Promise<number> {
   const stateDir = path.join(dir, 'daemon');
   fs.mkdirSync(stateDir, { recursive: true });
   const log = path.join(dir, 'daemon.log');
-  const env = { ...process.env, SUPABASE_URL: supabaseUrl, DATABASE_URL: databaseUrl, EXAI_WS_PORT: '0', EXAI_STATE_DIR: stateDir };
-  const proc = startChild('daemon', process.execPath, [DAEMON_JS, '--mode', 'supabase'], { env, log, pipeStdout: true });
+  const fullEnv = { ...process.env, ...env, SUPABASE_URL: supabaseUrl, DATABASE_URL: databaseUrl, EXAI_WS_PORT: '0', EXAI_STATE_DIR: stateDir };
+  const proc = startChild('daemon', process.execPath, [DAEMON_JS, '--mode', 'supabase'], { env: fullEnv, log, pipeStdout: true });
   const line = await listeningLine(proc, 'the daemon (supabase mode)', log);
-  return `ws://127.0.0.1:${line.port}/`;
+  return line.port as number;
+}
+
+/**
+ * Turns on the test server's OAuth 2.1 server as docs/deploy.md has a project do it: dynamic
+ * registration, the daemon's consent page as the authorization path, the daemon's origin as Site URL
+ * (Supabase sends the browser to Site URL + path). Through its test hook, since the daemon's port is
+ * known only once the daemon, which needs the test server's URL, listens.
+ */
+async function enableOAuthServer(authUrl: string, daemonOrigin: string): Promise<void> {
+  const answer = await fetch(`${authUrl}/__test/config`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ siteUrl: daemonOrigin, oauthServer: { enabled: true, allowDynamicRegistration: true, authorizationPath: '/oauth/consent' } }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!answer.ok) throw new Error(`the test auth server refused to turn on its OAuth server (${answer.status}): ${(await answer.text()).slice(0, 500)}`);
+}
+
+/** How to point MCP agents at the daemon's /mcp. */
+function printMcpInstructions(mcpUrl: string, origin: string): void {
+  say('MCP agents sign in to the daemon over OAuth 2.1 (a browser opens its consent page; sign in there and approve):');
+  say(`    Claude Code:    claude mcp add --transport http exai ${mcpUrl}`);
+  say('                    then, in Claude Code, /mcp → exai → Authenticate');
+  say('    MCP Inspector:  npx @modelcontextprotocol/inspector, then Transport Type "Streamable HTTP",');
+  say(`                    URL ${mcpUrl}, Connection Type "Via Proxy", Connect (or Open Auth Settings → Quick OAuth Flow)`);
+  say(`    what you granted, and revoking it: ${origin}/oauth/grants`);
 }
 
 async function startMultiUserBackend(dir: string): Promise<Backend> {
@@ -282,17 +317,20 @@ async function startMultiUserBackend(dir: string): Promise<Backend> {
     const project = { 'exai.supabase.url': SUPABASE_URL, 'exai.supabase.anonKey': SUPABASE_ANON_KEY };
     if (EXAI_DAEMON_URL) {
       say(`using the real Supabase project ${SUPABASE_URL} and the daemon at ${EXAI_DAEMON_URL}`);
-      return { settings: { ...project, 'exai.daemon.url': EXAI_DAEMON_URL }, checkUser: null };
+      return { settings: { ...project, 'exai.daemon.url': EXAI_DAEMON_URL }, checkUser: null, mcpUrl: null };
     }
     if (DATABASE_URL) {
       say(`using the real Supabase project ${SUPABASE_URL}; starting the daemon in supabase mode on DATABASE_URL ...`);
-      return { settings: { ...project, 'exai.daemon.url': await startSupabaseDaemon(dir, SUPABASE_URL, DATABASE_URL) }, checkUser: null };
+      const port = await startSupabaseDaemon(dir, SUPABASE_URL, DATABASE_URL);
+      printMcpInstructions(`http://127.0.0.1:${port}/mcp`, `http://127.0.0.1:${port}`);
+      say("  (once the project's OAuth server is on, with this daemon as its Site URL, and EXAI_OAUTH_CLIENTS is set: docs/deploy.md)");
+      return { settings: { ...project, 'exai.daemon.url': `ws://127.0.0.1:${port}/` }, checkUser: null, mcpUrl: null };
     }
     // No daemon setting: the extension spawns the bundled daemon itself, which reaches the project
     // through its Data API with the signed-in user's own token (no database password needed).
     say(`using the real Supabase project ${SUPABASE_URL}; the extension starts the daemon itself, through the project's Data API`);
     say('  (the migrations in supabase/migrations must be applied to the project: supabase db push)');
-    return { settings: project, checkUser: null };
+    return { settings: project, checkUser: null, mcpUrl: null };
   }
   say('starting the GoTrue-compatible test server ...');
   const auth = await startAuthServer(dir);
@@ -302,14 +340,21 @@ async function startMultiUserBackend(dir: string): Promise<Backend> {
   const databaseUrl = await createDatabase(dbName, users);
   if (stopping) throw new Stopping();
   say('starting the daemon in supabase mode ...');
-  const daemonUrl = await startSupabaseDaemon(dir, auth.url, databaseUrl);
+  // The consent page calls Supabase Auth with the anon key; every client of this test project's
+  // OAuth server is an agent of this daemon, so all of them are accepted.
+  const port = await startSupabaseDaemon(dir, auth.url, databaseUrl, { SUPABASE_ANON_KEY: auth.anonKey, EXAI_OAUTH_CLIENTS: '*' });
+  const origin = `http://127.0.0.1:${port}`;
+  await enableOAuthServer(auth.url, origin);
+  const daemonUrl = `ws://127.0.0.1:${port}/`;
   say(`test auth server ${auth.url}   daemon ${daemonUrl}   database ${dbName}   logs in ${dir}`);
   say('sign in with F1 → "EXAI: Sign In" → "Email and password" as:');
   for (const u of users) say(`    ${u.email.padEnd(22)} password ${u.password}`);
+  printMcpInstructions(`${origin}/mcp`, origin);
   const jazeel = users.find((u) => u.id === JAZEEL.id)!;
   return {
     settings: { 'exai.supabase.url': auth.url, 'exai.supabase.anonKey': auth.anonKey, 'exai.daemon.url': daemonUrl },
     checkUser: { email: jazeel.email, password: jazeel.password },
+    mcpUrl: `${origin}/mcp`,
   };
 }
 
@@ -420,6 +465,37 @@ async function check(profile: Profile, url: string, backend: Backend | null): Pr
       `--check failed: ${(err as Error).message.split('\n')[0]}\n` +
         `  the status bar shows: ${label ? `"${label}"` : 'no EXAI item'}; the window: ${shot}; code-server log: ${path.join(profile.runDir, 'code-server.log')}`,
     );
+  }
+  if (backend?.mcpUrl && backend.checkUser) await checkMcpOAuth(backend.mcpUrl, backend.checkUser, profile);
+}
+
+/**
+ * --check, multi-user: an MCP agent (the MCP SDK's own OAuth client) signs in to the daemon over
+ * OAuth 2.1, the person answering the consent page in Chromium, then calls whoami as that person.
+ */
+async function checkMcpOAuth(mcpUrl: string, user: { email: string; password: string }, profile: Profile): Promise<void> {
+  const page = await browser!.newPage();
+  const redirect = await startRedirectListener();
+  const agent = new OAuthAgent(new URL(mcpUrl), redirect, 'exai-start-check');
+  try {
+    say(`--check: an MCP agent signs in to ${mcpUrl} over OAuth 2.1 as ${user.email} (consent page in Chromium) ...`);
+    await agent.signIn(async (authorizationUrl) => {
+      await page.goto(authorizationUrl.toString());
+      return approveInBrowser(page, user);
+    });
+    const me = await agent.whoami();
+    if (me.email !== user.email) throw new Error(`whoami answered ${JSON.stringify(me.email)}, not ${user.email}`);
+    say(`--check passed: an MCP agent signed in over OAuth 2.1 (client ${agent.provider.clientId()}) and whoami answers ${me.email}`);
+  } catch (err) {
+    const shot = path.join(profile.runDir, 'check-oauth-failure.png');
+    await page.screenshot({ path: shot }).catch(() => {});
+    throw new Error(
+      `--check failed: the MCP agent's OAuth sign-in: ${(err as Error).message.split('\n')[0]}\n` +
+        `  its requests: ${agent.requests.join(', ') || 'none'}; the browser page: ${shot}; daemon log: ${path.join(profile.runDir, 'daemon.log')}`,
+    );
+  } finally {
+    await agent.disconnect();
+    await redirect.close();
   }
 }
 

@@ -7,7 +7,7 @@
 // A fresh machine needs up to ~10 min for the first run (Node 22, npm ci, code-server ~95 s);
 // after that each run takes well under a minute.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,6 +89,15 @@ function assertNothingLeft(run: NpmRun, expected: RegExp[]): void {
   assert.deepEqual(left, [], 'no process of the run is left');
 }
 
+/** `git status` of the repository (a run must leave the working tree as it found it); null outside a git checkout. */
+function gitStatus(): string | null {
+  try {
+    return execFileSync('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return null;
+  }
+}
+
 function assertFreshScreenshot(file: string, since: number): void {
   assert.ok(fs.existsSync(file), `${file} written`);
   assert.ok(fs.statSync(file).mtimeMs >= since, `${file} written by this run`);
@@ -130,6 +139,7 @@ describe('npm start (a newcomer\'s first five minutes)', function () {
 
   it('npm run start:multi-user -- --check: test server, Postgres, daemon; signs in jazeel; then nothing left', async function () {
     const since = Date.now() - 1000;
+    const treeBefore = gitStatus();
     const run = startNpm(['run', 'start:multi-user', '--', '--check'], 'multi-user', { EXAI_START_DB: dbName });
     const code = await exitCode(run, FIRST_RUN_MS);
     assert.equal(code, 0, run.output());
@@ -137,8 +147,14 @@ describe('npm start (a newcomer\'s first five minutes)', function () {
     assert.match(run.output(), /jazeel@example\.com +password \S+/);
     assert.match(run.output(), /michelle@example\.com +password \S+/);
     assert.match(run.output(), /--check passed: the status bar shows "EXAI connected as jazeel@example\.com"/);
+    // MCP agents: how to connect them, and --check signed one in over OAuth 2.1 (SDK client, consent page in Chromium).
+    const mcpUrl = run.output().match(/claude mcp add --transport http exai (http:\/\/127\.0\.0\.1:\d+\/mcp)\n/)?.[1];
+    assert.ok(mcpUrl, `the Claude Code line:\n${run.output().slice(-3000)}`);
+    assert.match(run.output(), new RegExp(`URL ${mcpUrl.replace(/[.]/g, '\\.')}, Connection Type "Via Proxy"`), 'the MCP Inspector steps');
+    assert.match(run.output(), /--check passed: an MCP agent signed in over OAuth 2\.1 \(client [0-9a-f-]{36}\) and whoami answers jazeel@example\.com/);
     assertFreshScreenshot(path.join(SHOTS, 'status-bar-jazeel.png'), since);
     assertNothingLeft(run, [CODE_SERVER, EXTENSION_HOST, /auth-server\.js --port/, /dist\/server\.js --mode supabase/]);
+    assert.equal(gitStatus(), treeBefore, 'the run left the working tree as it was');
   });
 
   it('Ctrl-C on a running npm start (a window open) stops everything and exits 0 within 15 s', async function () {

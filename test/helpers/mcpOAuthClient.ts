@@ -105,7 +105,10 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
   /** How many times the SDK stored tokens (a code exchange or a refresh). */
   savedTokens = 0;
 
-  constructor(private readonly redirectUri: string, private readonly clientName: string) {}
+  /** `preRegistered`: a client the operator created (no dynamic registration), as `{client_id}`. */
+  constructor(private readonly redirectUri: string, private readonly clientName: string, preRegistered?: { client_id: string }) {
+    this.client = preRegistered;
+  }
 
   get redirectUrl(): string {
     return this.redirectUri;
@@ -191,6 +194,8 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
   }
 }
 
+const MAX_LOGGED = 200;
+
 /** One request the agent made to the authorization server's token endpoint. */
 export interface TokenRequest {
   grantType: string | null;
@@ -203,11 +208,13 @@ export interface TokenRequest {
 export class OAuthAgent {
   readonly provider: MemoryOAuthProvider;
   readonly tokenRequests: TokenRequest[] = [];
+  /** `METHOD url -> status` of every request the agent made, oldest first (the last MAX_LOGGED). */
+  readonly requests: string[] = [];
   private transport: StreamableHTTPClientTransport | undefined;
   private client: Client | undefined;
 
-  constructor(readonly mcpUrl: URL, readonly redirect: RedirectListener, readonly name: string) {
-    this.provider = new MemoryOAuthProvider(redirect.redirectUri, name);
+  constructor(readonly mcpUrl: URL, readonly redirect: RedirectListener, readonly name: string, preRegistered?: { client_id: string }) {
+    this.provider = new MemoryOAuthProvider(redirect.redirectUri, name, preRegistered);
   }
 
   /**
@@ -294,7 +301,10 @@ export class OAuthAgent {
   /** All the agent's HTTP (to the daemon and to Supabase Auth), bounded in time; token requests are logged. */
   private readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = new URL(input instanceof Request ? input.url : String(input));
+    const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
     const response = await fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(30_000) });
+    this.requests.push(`${method} ${url.origin}${url.pathname} -> ${response.status}`);
+    if (this.requests.length > MAX_LOGGED) this.requests.shift();
     if (url.pathname.endsWith('/oauth/token')) {
       const body = typeof init?.body === 'string' || init?.body instanceof URLSearchParams ? new URLSearchParams(init.body) : null;
       let error: string | null = null;
