@@ -92,7 +92,8 @@ function redirectUriProblem(uri: string): string | undefined {
   try {
     u = new URL(uri);
   } catch {
-    return 'invalid URL format';
+    // Go's url.Parse takes what WHATWG URL refuses (e.g. a relative path) and finds no scheme or host.
+    return /^[a-z][a-z0-9+.-]*:/i.test(uri) ? 'invalid URL format' : 'must have scheme and host';
   }
   const scheme = u.protocol.slice(0, -1);
   if (!scheme || !u.host) return 'must have scheme and host';

@@ -592,6 +592,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     if (r.method === 'DELETE') {
       ctx.sessions.logoutUser(user.id); // sessions and refresh tokens cascade
       for (const [k, f] of ctx.flowStates) if (f.userId === user.id) ctx.flowStates.delete(k);
+      oauthServer.forgetUser(user.id);
       ctx.users.delete(user.id);
       sendJson(r.res, 200, {});
       return;
