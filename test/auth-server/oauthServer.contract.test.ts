@@ -898,7 +898,7 @@ describe(`Supabase Auth OAuth 2.1 server contract (${process.env.SUPABASE_URL ? 
       assert.equal(server().oauthServer.consentOf(carol.id, client.client_id), undefined);
     });
 
-    it('holds at most limits.authorizations authorizations and limits.clients clients', async function () {
+    it('holds at most limits.authorizations authorizations and limits.clients clients, redirect URIs of at most 2048 characters', async function () {
       testServerOnly(this, "the test server's own bounds");
       const client = await newClient({ name: 'Bounds' });
       server().setConfig({ oauthServer: { limits: { authorizations: 5, clients: server().oauthServer.clients.list().length + 1 } } });
@@ -907,6 +907,8 @@ describe(`Supabase Auth OAuth 2.1 server contract (${process.env.SUPABASE_URL ? 
         assert.ok(server().oauthServer.authorizationCount() <= 5, `held ${server().oauthServer.authorizationCount()}`);
         await newClient({ name: 'The last one that fits' });
         await assertGoTrueError(await postJson('/oauth/clients/register', { redirect_uris: [REDIRECT_URI] }), 400, 'validation_failed', /at most/);
+        const long = `https://app.example.com/${'a'.repeat(2100)}`;
+        await assertGoTrueError(await postJson('/oauth/clients/register', { redirect_uris: [long] }), 400, 'validation_failed', /longer than 2048 characters/);
       } finally {
         server().setConfig({ oauthServer: { limits: { authorizations: 1000, clients: 1000 } } });
       }
