@@ -8,7 +8,7 @@
 // The expected behaviour is GoTrue's (supabase/auth bc32168e), see /work/shared/supabase-auth-facts.md §8.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
+import { discoverAuthorizationServerMetadata, exchangeAuthorization, refreshAuthorization, registerClient, startAuthorization as sdkStartAuthorization } from '@modelcontextprotocol/sdk/client/auth.js';
 import { isAuthApiError, type SupabaseClient } from '@supabase/supabase-js';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { realProject, type Target, type TestAccount, testServerTarget } from './target';
@@ -260,6 +260,36 @@ describe(`Supabase Auth OAuth 2.1 server contract (${process.env.SUPABASE_URL ? 
       assert.ok(meta.code_challenge_methods_supported?.includes('S256'));
       assert.equal(seen[0], `${target.url}/.well-known/oauth-authorization-server/auth/v1`, 'the first URL tried answers');
       assert.equal(seen.length, 1);
+    });
+
+    it("the MCP SDK's registerClient, startAuthorization (with resource), exchangeAuthorization and refreshAuthorization work against it", async function () {
+      if (dcrOff) skipWith(this, dcrOff);
+      const asUrl = `${target.url}/auth/v1`;
+      const metadata = await discoverAuthorizationServerMetadata(asUrl);
+      assert.ok(metadata);
+      const info = await registerClient(asUrl, {
+        metadata,
+        clientMetadata: { client_name: 'MCP SDK client', redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none', scope: 'email' },
+      });
+      createdClients.push(info.client_id);
+      assert.equal(info.client_secret, undefined);
+      const resource = 'http://127.0.0.1:54990/mcp';
+      const { authorizationUrl, codeVerifier } = await sdkStartAuthorization(asUrl, { metadata, clientInformation: info, redirectUrl: REDIRECT_URI, scope: 'email', state: 'sdk', resource });
+      assert.equal(authorizationUrl.searchParams.get('resource'), resource);
+      const start = await fetch(authorizationUrl, { redirect: 'manual' });
+      const consent = new URL(start.headers.get('location')!);
+      if (consent.searchParams.get('error') === 'server_error') skipWith(this, 'the project has no OAuth authorization path configured');
+      const id = consent.searchParams.get('authorization_id')!;
+      const a = await signedIn(alice);
+      assert.equal((await a.auth.oauth.getAuthorizationDetails(id)).error, null);
+      const approved = await a.auth.oauth.approveAuthorization(id, { skipBrowserRedirect: true });
+      const code = new URL(approved.data!.redirect_url).searchParams.get('code')!;
+      const tokens = await exchangeAuthorization(asUrl, { metadata, clientInformation: info, authorizationCode: code, codeVerifier, redirectUri: REDIRECT_URI, resource });
+      assert.equal(tokens.token_type, 'bearer');
+      assert.equal(decodeJwt(tokens.access_token).client_id, info.client_id);
+      assert.equal(decodeJwt(tokens.access_token).aud, 'authenticated', 'Supabase ignores RFC 8707 resource: aud stays authenticated');
+      const refreshed = await refreshAuthorization(asUrl, { metadata, clientInformation: info, refreshToken: tokens.refresh_token!, resource });
+      assert.ok(refreshed.access_token && refreshed.refresh_token && refreshed.refresh_token !== tokens.refresh_token);
     });
   });
 
