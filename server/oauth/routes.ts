@@ -16,7 +16,7 @@
 // (browserSessions.ts) under an opaque cookie and calls Supabase Auth itself with supabase-js.
 // Every POST passes the cross-site and form-token checks (csrf.ts). Supabase mode only.
 import type http from 'node:http';
-import { GoTrueClient, type AuthError, type OAuthGrant, type SupportedStorage } from '@supabase/supabase-js';
+import { GoTrueClient, isAuthApiError, isAuthSessionMissingError, type AuthError, type OAuthGrant, type SupportedStorage } from '@supabase/supabase-js';
 import type { Logger } from '../log';
 import { requestOrigin } from '../mcp/protectedResource';
 import { explainAuthorizationError, explainGrantError, explainSignInError, type Explained } from './authErrors';
@@ -37,6 +37,8 @@ const MAX_PASSWORD_LENGTH = 1024;
 const OTP_CODE = /^[0-9A-Za-z]{4,10}$/;
 /** GitHub's answer in the callback: only well-formed values are looked at. */
 const MAX_CODE_LENGTH = 512;
+/** Supabase's answers that mean the person's session is over: they must sign in again. */
+const ENDED_SESSION_CODES = new Set(['session_not_found', 'session_expired', 'refresh_token_not_found', 'refresh_token_already_used', 'user_not_found', 'bad_jwt', 'no_authorization']);
 
 export interface OAuthPagesOptions {
   mode: 'local' | 'supabase';
@@ -119,8 +121,14 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     return signInPage(formContext(session, authorizationId), { message, status, email, pendingEmail: session.pendingEmail, daemonOrigin: state.origin });
   }
 
-  /** After a failed call: a session that ended (revoked, expired refresh) reads as signed out. */
-  function signedOutAfter(session: BrowserSession): boolean {
+  /**
+   * After a failed call: true when the person's Supabase session is over (signed out elsewhere,
+   * revoked, its refresh token spent or expired). supabase-js drops a session whose refresh failed;
+   * one that Supabase no longer knows while its access token is still valid is dropped here.
+   */
+  function signedOutAfter(session: BrowserSession, error: AuthError): boolean {
+    // supabase-js turns `session_not_found` (signed out elsewhere) into AuthSessionMissingError.
+    if (isAuthSessionMissingError(error) || (isAuthApiError(error) && ENDED_SESSION_CODES.has(error.code ?? ''))) session.clear();
     return !session.signedIn;
   }
 
@@ -139,7 +147,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     if (!session.signedIn) return signIn(state, session, authorizationId);
     const { data, error } = await session.auth.oauth.getAuthorizationDetails(authorizationId);
     if (error) {
-      if (signedOutAfter(session)) return signIn(state, session, authorizationId, SIGNED_OUT);
+      if (signedOutAfter(session, error)) return signIn(state, session, authorizationId, SIGNED_OUT);
       return explainedPage(authorizationId, explainAuthorizationError(error, supabaseUrl!), 'authorization details', error);
     }
     if (!('authorization_id' in data)) {
@@ -191,7 +199,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
       ? await session.auth.oauth.approveAuthorization(authorizationId, { skipBrowserRedirect: true })
       : await session.auth.oauth.denyAuthorization(authorizationId, { skipBrowserRedirect: true });
     if (answer.error) {
-      if (signedOutAfter(session)) return signIn(state, session, authorizationId, SIGNED_OUT, 401);
+      if (signedOutAfter(session, answer.error)) return signIn(state, session, authorizationId, SIGNED_OUT, 401);
       return explainedPage(authorizationId, explainAuthorizationError(answer.error, supabaseUrl!), `consent (${action})`, answer.error);
     }
     log.info(`OAuth consent: ${action === 'approve' ? 'approved' : 'denied'}`, { user: (await userOf(session))?.id });
@@ -306,7 +314,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     if (!session.signedIn) return signIn(state, session, null, message ?? undefined);
     const { data, error } = await session.auth.oauth.listGrants();
     if (error) {
-      if (signedOutAfter(session)) return signIn(state, session, null, SIGNED_OUT);
+      if (signedOutAfter(session, error)) return signIn(state, session, null, SIGNED_OUT);
       return explainedPage(null, explainGrantError(error, supabaseUrl!), 'list grants', error);
     }
     const user = await userOf(session);
@@ -323,7 +331,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     if (!session.signedIn) return signIn(state, session, null, 'You are signed out. Sign in again to revoke an application.', 401);
     const { error } = await session.auth.oauth.revokeGrant({ clientId });
     if (error) {
-      if (signedOutAfter(session)) return signIn(state, session, null, SIGNED_OUT, 401);
+      if (signedOutAfter(session, error)) return signIn(state, session, null, SIGNED_OUT, 401);
       const explained = explainGrantError(error, supabaseUrl!);
       if (explained.status !== 404) return explainedPage(null, explained, 'revoke grant', error);
       session.flash = explained.message;
