@@ -232,7 +232,9 @@ function listeningLine(proc: ChildProcess, what: string, log: string, timeoutMs 
 /** The GoTrue-compatible test server's CLI; it seeds jazeel and michelle with the ids of JAZEEL/MICHELLE. */
 async function startAuthServer(dir: string): Promise<{ url: string; anonKey: string; users: Array<{ id: string; email: string; password: string }> }> {
   const log = path.join(dir, 'auth-server.log');
-  const proc = startChild('auth server', process.execPath, [AUTH_SERVER_JS, '--port', '0'], { env: process.env, log, pipeStdout: true });
+  // --oauth-server: its OAuth 2.1 server on, with dynamic registration and the daemon's consent page
+  // (/oauth/consent) as the authorization path, as docs/deploy.md has a project set it.
+  const proc = startChild('auth server', process.execPath, [AUTH_SERVER_JS, '--port', '0', '--oauth-server'], { env: process.env, log, pipeStdout: true });
   const line = await listeningLine(proc, 'the test auth server', log);
   const users = (line.users as Array<{ id: string; email: string; password?: string; passwordFrom?: string }>).map((u) => ({
     id: u.id,
@@ -286,19 +288,18 @@ async function startSupabaseDaemon(dir: string, supabaseUrl: string, databaseUrl
 }
 
 /**
- * Turns on the test server's OAuth 2.1 server as docs/deploy.md has a project do it: dynamic
- * registration, the daemon's consent page as the authorization path, the daemon's origin as Site URL
- * (Supabase sends the browser to Site URL + path). Through its test hook, since the daemon's port is
+ * Points the test server's Site URL at the daemon: Supabase sends the browser to Site URL + the
+ * authorization path, the daemon's consent page. Through its test hook, since the daemon's port is
  * known only once the daemon, which needs the test server's URL, listens.
  */
-async function enableOAuthServer(authUrl: string, daemonOrigin: string): Promise<void> {
+async function pointSiteUrlAt(authUrl: string, daemonOrigin: string): Promise<void> {
   const answer = await fetch(`${authUrl}/__test/config`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ siteUrl: daemonOrigin, oauthServer: { enabled: true, allowDynamicRegistration: true, authorizationPath: '/oauth/consent' } }),
+    body: JSON.stringify({ siteUrl: daemonOrigin }),
     signal: AbortSignal.timeout(10_000),
   });
-  if (!answer.ok) throw new Error(`the test auth server refused to turn on its OAuth server (${answer.status}): ${(await answer.text()).slice(0, 500)}`);
+  if (!answer.ok) throw new Error(`the test auth server refused the site URL ${daemonOrigin} (${answer.status}): ${(await answer.text()).slice(0, 500)}`);
 }
 
 /** How to point MCP agents at the daemon's /mcp. */
@@ -344,7 +345,7 @@ async function startMultiUserBackend(dir: string): Promise<Backend> {
   // OAuth server is an agent of this daemon, so all of them are accepted.
   const port = await startSupabaseDaemon(dir, auth.url, databaseUrl, { SUPABASE_ANON_KEY: auth.anonKey, EXAI_OAUTH_CLIENTS: '*' });
   const origin = `http://127.0.0.1:${port}`;
-  await enableOAuthServer(auth.url, origin);
+  await pointSiteUrlAt(auth.url, origin);
   const daemonUrl = `ws://127.0.0.1:${port}/`;
   say(`test auth server ${auth.url}   daemon ${daemonUrl}   database ${dbName}   logs in ${dir}`);
   say('sign in with F1 → "EXAI: Sign In" → "Email and password" as:');
