@@ -10,7 +10,8 @@
 //
 // Also: a denied consent gives no token; a token of a client the daemon does not accept
 // (EXAI_OAUTH_CLIENTS) is refused; two agents as two people at once stay apart; after the person
-// revokes the grant, the agent's refresh fails and /mcp answers 401. Every wait is bounded.
+// revokes the grant on the daemon's grants page, the agent's refresh fails and /mcp answers 401.
+// Every wait is bounded.
 import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 import { decodeJwt } from 'jose';
@@ -254,17 +255,22 @@ describe('MCP agents over OAuth 2.1: the SDK client, the daemon and its consent 
     assert.equal((await forJazeel.whoami()).user_id, JAZEEL.id);
   });
 
-  it("after the person revokes the grant, the agent's refresh fails and /mcp answers 401", async function () {
+  it("after the person revokes the grant on the daemon's grants page, the agent's refresh fails and /mcp answers 401", async function () {
     const agent = newAgent('exai-e2e-revoked');
-    await agent.signIn(approveAs(await newPage(), MICHELLE));
+    const page = await newPage();
+    await agent.signIn(approveAs(page, MICHELLE));
     assert.equal((await agent.whoami()).user_id, MICHELLE.id);
     const clientId = agent.provider.clientId()!;
     const issued = agent.provider.tokens()!;
 
-    // The person revokes the grant (as on the daemon's grants page: Supabase's DELETE /user/oauth/grants).
+    // The person, still signed in on the daemon's pages in that browser, revokes the grant.
+    await page.goto(`http://127.0.0.1:${daemon.port}/oauth/grants`);
+    const revoke = page.locator(`button[name="revoke"][value="${clientId}"]`);
+    await revoke.click({ timeout: 30_000 });
+    await revoke.waitFor({ state: 'detached', timeout: 30_000 });
     const person = createClient(auth.url, auth.anonKey, { auth: { persistSession: false, autoRefreshToken: false } });
     assert.ifError((await person.auth.signInWithPassword(who(MICHELLE))).error);
-    assert.ifError((await person.auth.oauth.revokeGrant({ clientId })).error);
+    assert.deepEqual((await person.auth.oauth.listGrants()).data?.filter((g) => g.client.id === clientId), [], 'Supabase no longer holds the grant');
 
     // The documented gap: the access token already issued stays valid until its exp.
     assert.equal((await rawMcp(daemon.port, { body: initializeBody(), headers: { authorization: `Bearer ${issued.access_token}` } })).status, 200);
