@@ -71,7 +71,9 @@ export function securityHeaders(formAction: string[] = []): Record<string, strin
     'content-security-policy': csp,
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    // Not no-referrer: with it Chromium sends `Origin: null` on the page's own form posts, which the
+    // cross-site check (csrf.ts) must refuse. same-origin still keeps these URLs from other sites.
+    'referrer-policy': 'same-origin',
     'cache-control': 'no-store',
     'cross-origin-opener-policy': 'same-origin',
   };
@@ -107,7 +109,7 @@ export function clientName(client: { name?: unknown }): string {
 function layout(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>${text(title)} · EXAI</title><style>${STYLE}</style></head>
+<meta name="referrer" content="same-origin"><title>${text(title)} · EXAI</title><style>${STYLE}</style></head>
 <body><main>
 ${body}
 </main></body></html>`;

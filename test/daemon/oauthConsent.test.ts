@@ -100,7 +100,7 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     for (const directive of ["default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"]) assert.ok(csp.includes(directive), directive);
     assert.doesNotMatch(csp, /script-src|unsafe-inline/);
     assert.equal(res.headers.get('x-frame-options'), 'DENY');
-    assert.equal(res.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal(res.headers.get('referrer-policy'), 'same-origin');
     assert.equal(res.headers.get('cache-control'), 'no-store');
     assert.doesNotMatch(html, /<script/i);
     for (const selector of ['name="email"', 'name="password"', 'id="sign-in-password"', 'id="send-code"', 'id="sign-in-github"']) assert.ok(html.includes(selector), selector);

@@ -188,7 +188,7 @@ describe('consent pages: HTML', function () {
     assert.match(csp, /base-uri 'none'/);
     assert.doesNotMatch(csp, /script-src|unsafe/);
     assert.equal(h['x-frame-options'], 'DENY');
-    assert.equal(h['referrer-policy'], 'no-referrer');
+    assert.equal(h['referrer-policy'], 'same-origin');
     assert.equal(h['cache-control'], 'no-store');
     assert.equal(h['x-content-type-options'], 'nosniff');
   });
