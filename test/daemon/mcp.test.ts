@@ -260,6 +260,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
       wsClients.push(client);
       assert.ok(ack.op === 'hello_ack' && !ack.ok && ack.error.code === 'token_invalid', JSON.stringify(ack));
       assert.equal(ack.error.message, answer.json.error.message, 'the same sentence on both transports');
+      assert.equal((await within(client.closed, 5000, 'auth-failed close')).code, 4003);
     };
     const acceptedEverywhere = async (d: RunningDaemon, token: string, user: typeof JAZEEL) => {
       const c = await connect(d, token);
