@@ -323,8 +323,6 @@ async function startMultiUserBackend(dir: string): Promise<Backend> {
     if (DATABASE_URL) {
       say(`using the real Supabase project ${SUPABASE_URL}; starting the daemon in supabase mode on DATABASE_URL ...`);
       const port = await startSupabaseDaemon(dir, SUPABASE_URL, DATABASE_URL);
-      printMcpInstructions(`http://127.0.0.1:${port}/mcp`, `http://127.0.0.1:${port}`);
-      say("  (once the project's OAuth server is on, with this daemon as its Site URL, and EXAI_OAUTH_CLIENTS is set: docs/deploy.md)");
       return { settings: { ...project, 'exai.daemon.url': `ws://127.0.0.1:${port}/` }, checkUser: null, mcpUrl: null };
     }
     // No daemon setting: the extension spawns the bundled daemon itself, which reaches the project
