@@ -210,7 +210,7 @@ export function grantsPage(ctx: FormContext, email: string, grants: GrantView[],
     : '<p>You have not allowed any application to use EXAI as you.</p>';
   const body = `<h1>Applications you allowed</h1>
 ${alert(message)}
-<p>Signed in as ${text(email, 320)}. Revoking an application ends its access: its next attempt to renew its access fails, and the access it already holds ends within the hour.</p>
+<p>Signed in as ${text(email, 320)}. Revoking an application ends its access: its next attempt to renew its access fails, and the access it already holds ends when it expires (on most projects within the hour).</p>
 ${list}
 <form method="post" action="/oauth/sign-out">${hidden(ctx)}
 <button type="submit" id="sign-out" class="secondary">Sign out</button>

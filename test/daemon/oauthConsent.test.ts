@@ -348,6 +348,35 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     assert.equal(res.headers.get('location'), '/oauth/grants');
   });
 
+  it('the GitHub callback: a cancelled sign-in and a stale one get fixed sentences (never the query\'s own text)', async function () {
+    const started = await stack.authorize(await freshClient());
+    const browser = new FormBrowser(stack.origin);
+    const start = await browser.get(`/oauth/github?authorization_id=${started.authorizationId}`);
+    assert.equal(start.status, 303);
+    const toSupabase = new URL(start.headers.get('location')!);
+    assert.equal(`${toSupabase.origin}${toSupabase.pathname}`, `${stack.auth.url}/auth/v1/authorize`);
+    assert.equal(toSupabase.searchParams.get('provider'), 'github');
+    assert.equal(toSupabase.searchParams.get('code_challenge_method'), 's256');
+    const back = new URL(toSupabase.searchParams.get('redirect_to')!);
+    assert.equal(`${back.origin}${back.pathname}`, `${stack.origin}/oauth/callback`);
+    assert.equal(back.searchParams.get('authorization_id'), started.authorizationId);
+
+    const cancelled = await browser.get(`/oauth/callback?authorization_id=${started.authorizationId}&error=access_denied&error_description=${encodeURIComponent('Call +1 555 0100 to unlock your account')}`);
+    assert.equal(cancelled.status, 401);
+    const html = await browser.text(cancelled);
+    assert.match(alertOf(html), /GitHub sign-in was cancelled\. Sign in another way, or try GitHub again\./);
+    assert.ok(!html.includes('555 0100'), 'the description from the query is not shown');
+    assert.ok(html.includes('id="sign-in-password"'));
+
+    const forged = await browser.get(`/oauth/callback?authorization_id=${started.authorizationId}&code=${'a'.repeat(36)}`);
+    assert.equal(forged.status, 400, 'a code this browser did not start (no PKCE verifier for it) signs nobody in');
+    assert.doesNotMatch(await browser.text(forged), /id="consent-details"/);
+
+    const stale = await fetch(`${stack.origin}/oauth/callback?code=x`, { redirect: 'manual' });
+    assert.equal(stale.status, 400);
+    assert.match(alertOf(await stale.text()), /took longer than 15 minutes, was started in another browser, or the daemon restarted/);
+  });
+
   it('sign-out ends the Supabase session and clears the cookie; the old cookie no longer works', async function () {
     const started = await stack.authorize(await freshClient());
     const browser = new FormBrowser(stack.origin);
