@@ -218,6 +218,24 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     assert.match(alertOf(await browser.text(post)), /You are signed out\. Sign in again, then approve or deny\./);
   });
 
+  it('signing in issues a new cookie and form token: values planted or seen before the sign-in are worthless (session fixation)', async function () {
+    const started = await stack.authorize(await freshClient());
+    const browser = new FormBrowser(stack.origin);
+    await browser.text(await browser.get(started.consentUrl));
+    const [plantedCookie, plantedCsrf] = [browser.cookieValue!, browser.csrf()];
+    await browser.signIn(started.consentUrl, stack.user.email, stack.user.password);
+    assert.notEqual(browser.cookieValue, plantedCookie);
+    assert.notEqual(browser.csrf(), plantedCsrf);
+    const attacker = await fetch(started.consentUrl, { redirect: 'manual', headers: { cookie: `exai_oauth_session=${plantedCookie}` } });
+    const html = await attacker.text();
+    assert.ok(html.includes('id="sign-in-password"') && !html.includes('id="consent-details"'), 'the planted cookie is not signed in');
+    const approve = await fetch(`${stack.origin}/oauth/consent`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `exai_oauth_session=${browser.cookieValue}` },
+      body: new URLSearchParams({ csrf: plantedCsrf, authorization_id: started.authorizationId, action: 'approve' }),
+    });
+    assert.equal(approve.status, 403, 'the form token from before the sign-in no longer works');
+  });
+
   it('refreshes the person\'s session when its access token is near expiry', async function () {
     stack.auth.setJwtExpiry(60); // inside supabase-js's 90-second margin: every use refreshes
     try {
