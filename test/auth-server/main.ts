@@ -2,6 +2,13 @@
 //
 //   node out/test/auth-server/main.js --port 54321 [--jwt-expiry 3600] [--signing ES256|HS256]
 //        [--reuse-interval 10] [--site-url http://127.0.0.1:3000] [--no-auto-confirm] [--verbose]
+//        [--oauth-server] [--oauth-authorization-path /oauth/consent] [--no-dynamic-registration]
+//        [--no-registration-rate-limit]
+//
+// --oauth-server (or EXAI_TEST_AUTH_OAUTH_SERVER=1) turns the OAuth 2.1 server on with the
+// authorization path /oauth/consent and dynamic client registration allowed, as the daemon's consent
+// page expects. Its consent redirect goes to the site URL: when that is only known later (the
+// daemon's port), set it with POST /__test/config {"siteUrl":"http://127.0.0.1:<port>"}.
 //
 // Seeds two confirmed users, jazeel@example.com and michelle@example.com (the ids of JAZEEL and
 // MICHELLE in test/helpers/tokens.ts), with the passwords from EXAI_TEST_PASSWORD_JAZEEL /
@@ -9,15 +16,21 @@
 // Prints one JSON line on stdout once listening:
 //   {"event":"listening","url":…,"issuer":…,"anonKey":…,"serviceRoleKey":…,"jwtSecret":…,"signing":…,"users":[…]}
 // Test hooks: GET /__test/otp?email=…, GET /__test/outbox, GET /__test/stats, POST /__test/clock
-// {advanceSec|advanceMs|nowMs|reset}, POST /__test/config {jwtExpirySec, reuseIntervalSec}, POST /__test/users.
+// {advanceSec|advanceMs|nowMs|reset}, POST /__test/config {jwtExpirySec, reuseIntervalSec, siteUrl,
+// oauthServer: {enabled, allowDynamicRegistration, authorizationPath, …}}, POST /__test/users.
 // SIGINT / SIGTERM close it.
 import crypto from 'node:crypto';
 import { JAZEEL, MICHELLE } from '../helpers/tokens';
 import { startAuthServer, type AuthServerOptions } from './server';
 import type { SigningMode } from './tokens';
 
-function parseArgs(argv: string[]): AuthServerOptions & { verbose: boolean } {
+/** What --oauth-server turns on: the daemon's consent page path and dynamic registration (MCP clients register themselves). */
+const OAUTH_SERVER_ON = { enabled: true, allowDynamicRegistration: true, authorizationPath: '/oauth/consent' };
+
+function parseArgs(argv: string[], env: NodeJS.ProcessEnv): AuthServerOptions & { verbose: boolean } {
   const opts: AuthServerOptions & { verbose: boolean } = { verbose: false };
+  if (env.EXAI_TEST_AUTH_OAUTH_SERVER === '1' || env.EXAI_TEST_AUTH_OAUTH_SERVER === 'true') opts.oauthServer = { ...OAUTH_SERVER_ON };
+  const oauth = () => (opts.oauthServer ??= { ...OAUTH_SERVER_ON });
   const value = (i: number, name: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
@@ -58,9 +71,21 @@ function parseArgs(argv: string[]): AuthServerOptions & { verbose: boolean } {
       case '--verbose':
         opts.verbose = true;
         break;
+      case '--oauth-server':
+        oauth();
+        break;
+      case '--oauth-authorization-path':
+        oauth().authorizationPath = value(i++, a);
+        break;
+      case '--no-dynamic-registration':
+        oauth().allowDynamicRegistration = false;
+        break;
+      case '--no-registration-rate-limit':
+        oauth().registrationRateLimit = false;
+        break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: main.js --port N [--jwt-expiry S] [--signing ES256|HS256] [--reuse-interval S] [--site-url URL] [--jwt-secret S] [--no-auto-confirm] [--verbose]\n');
+        process.stdout.write('usage: main.js --port N [--jwt-expiry S] [--signing ES256|HS256] [--reuse-interval S] [--site-url URL] [--jwt-secret S] [--no-auto-confirm] [--verbose] [--oauth-server] [--oauth-authorization-path P] [--no-dynamic-registration] [--no-registration-rate-limit]\n');
         process.exit(0);
         break;
       default:
@@ -71,7 +96,7 @@ function parseArgs(argv: string[]): AuthServerOptions & { verbose: boolean } {
 }
 
 async function main(): Promise<void> {
-  const { verbose, ...options } = parseArgs(process.argv.slice(2));
+  const { verbose, ...options } = parseArgs(process.argv.slice(2), process.env);
   if (verbose) options.log = (line) => process.stderr.write(`[auth-server] ${line}\n`);
   const server = await startAuthServer(options);
 
@@ -96,6 +121,7 @@ async function main(): Promise<void> {
       jwtSecret: server.jwtSecret,
       signing: server.signing,
       kid: server.kid ?? null,
+      oauthServer: options.oauthServer ?? { enabled: false },
       users,
     })}\n`,
   );

@@ -86,13 +86,18 @@ export const REGISTER_FIELDS = { strings: ['client_type', 'token_endpoint_auth_m
 export const UPDATE_FIELDS = { strings: ['token_endpoint_auth_method', 'client_name', 'client_uri', 'logo_uri'], lists: ['redirect_uris', 'grant_types'] };
 
 /** validateRedirectURI (RFC 6749 §3.1.2, with GoTrue's scheme and http-only-for-loopback rules). */
+/** A bound of this test server only (GoTrue stores any length), so 1000 clients stay within ~25 MB. */
+export const MAX_REDIRECT_URI_LENGTH = 2048;
+
 function redirectUriProblem(uri: string): string | undefined {
   if (uri === '') return 'redirect URI cannot be empty';
+  if (uri.length > MAX_REDIRECT_URI_LENGTH) return `longer than ${MAX_REDIRECT_URI_LENGTH} characters (a bound of this test server)`;
   let u: URL;
   try {
     u = new URL(uri);
   } catch {
-    return 'invalid URL format';
+    // Go's url.Parse takes what WHATWG URL refuses (e.g. a relative path) and finds no scheme or host.
+    return /^[a-z][a-z0-9+.-]*:/i.test(uri) ? 'invalid URL format' : 'must have scheme and host';
   }
   const scheme = u.protocol.slice(0, -1);
   if (!scheme || !u.host) return 'must have scheme and host';
@@ -111,7 +116,8 @@ function validateRedirectUriList(uris: string[] | undefined, required: boolean):
   if (uris.length > 10) throw badRequest('validation_failed', 'redirect_uris cannot exceed 10 items');
   for (const uri of uris) {
     const problem = redirectUriProblem(uri);
-    if (problem) throw badRequest('validation_failed', `invalid redirect_uri '${uri}': ${problem}`);
+    const shown = uri.length > 200 ? `${uri.slice(0, 200)}…` : uri;
+    if (problem) throw badRequest('validation_failed', `invalid redirect_uri '${shown}': ${problem}`);
   }
 }
 

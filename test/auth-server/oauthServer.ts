@@ -439,8 +439,8 @@ export class OAuthServer {
    * authorization; an active consent covering every requested scope approves it at once.
    */
   private async getAuthorization(r: Request): Promise<void> {
-    this.checkOrigin(r);
     const { user } = await this.deps.requireAuthentication(r);
+    this.checkOrigin(r);
     const a = this.findLiveAuthorization(decodeURIComponent(r.path.split('/')[3]));
     if (a.status !== 'pending') throw badRequest('validation_failed', 'authorization request cannot be processed');
     let autoApprove = false;
@@ -469,8 +469,8 @@ export class OAuthServer {
 
   /** POST /oauth/authorizations/{id}/consent {action}: approve (stores the consent) or deny; never redirects itself. */
   private async consent(r: Request): Promise<void> {
-    this.checkOrigin(r);
     const { user } = await this.deps.requireAuthentication(r);
+    this.checkOrigin(r);
     const action = r.body.action;
     if (action !== 'approve' && action !== 'deny') throw badRequest('validation_failed', "action must be 'approve' or 'deny'");
     const a = this.findLiveAuthorization(decodeURIComponent(r.path.split('/')[3]));
@@ -686,6 +686,12 @@ export class OAuthServer {
     // Refresh tokens die with the sessions; access tokens already issued stay valid until `exp`.
     this.ctx.sessions.logoutOAuthClient(user.id, consent.clientId);
     r.res.writeHead(204).end();
+  }
+
+  /** A deleted user's consents and authorizations go with it (ON DELETE CASCADE in GoTrue's schema). */
+  forgetUser(userId: string): void {
+    for (const [k, c] of this.consents) if (c.userId === userId) this.consents.delete(k);
+    for (const [k, a] of this.authorizations) if (a.userId === userId) this.authorizations.delete(k);
   }
 
   /** Test inspection: the user's consent for a client (scopes, revoked). */

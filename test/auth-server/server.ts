@@ -13,8 +13,9 @@
 // /.well-known/oauth-authorization-server/auth/v1 (and openid-configuration) as on Supabase.
 //
 // Not implemented (answered 404 or as noted): phone/SMS, MFA, anonymous sign-in, SSO/SAML,
-// id_token/web3 grants (`unsupported_grant_type`), email change, GET /verify links, rate limits,
-// session timebox/inactivity limits, refresh-token algorithm v2, custom access token hooks.
+// id_token/web3 grants (`unsupported_grant_type`), email change, GET /verify links, rate limits
+// (except the OAuth server's dynamic registration limit), session timebox/inactivity limits,
+// refresh-token algorithm v2, custom access token hooks.
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -592,6 +593,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     if (r.method === 'DELETE') {
       ctx.sessions.logoutUser(user.id); // sessions and refresh tokens cascade
       for (const [k, f] of ctx.flowStates) if (f.userId === user.id) ctx.flowStates.delete(k);
+      oauthServer.forgetUser(user.id);
       ctx.users.delete(user.id);
       sendJson(r.res, 200, {});
       return;
