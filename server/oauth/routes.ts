@@ -148,7 +148,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     const { data, error } = await session.auth.oauth.getAuthorizationDetails(authorizationId);
     if (error) {
       if (signedOutAfter(session, error)) return signIn(state, session, authorizationId, SIGNED_OUT);
-      return explainedPage(authorizationId, explainAuthorizationError(error, supabaseUrl!), 'authorization details', error);
+      return explainedPage(authorizationId, explainAuthorizationError(error, supabaseUrl!), 'authorization details', error, session);
     }
     if (!('authorization_id' in data)) {
       // Consent given before covers every scope asked: Supabase approved at once.
@@ -177,13 +177,15 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     return { redirect: url.toString() };
   }
 
-  function explainedPage(authorizationId: string | null, explained: Explained, what: string, error: AuthError): Page {
+  /** `session`: signed in, so the page offers to sign out (the request may belong to another account). */
+  function explainedPage(authorizationId: string | null, explained: Explained, what: string, error: AuthError, session?: BrowserSession): Page {
     if (explained.status >= 500) log.warn(`Supabase Auth refused or failed: ${what}`, { status: error.status, code: error.code, error_name: error.name });
     const links = [
       ...(authorizationId && explained.status === 503 ? [{ href: returnPath(authorizationId), label: 'Try again' }] : []),
       { href: '/oauth/grants', label: 'See the applications you allowed' },
     ];
-    return messagePage(explained.status, explained.status === 503 ? 'Try again shortly' : 'This request cannot be answered', explained.message, links);
+    const signOut = session?.signedIn && explained.status === 404 ? formContext(session, authorizationId) : undefined;
+    return messagePage(explained.status, explained.status === 503 ? 'Try again shortly' : 'This request cannot be answered', explained.message, links, signOut);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
       : await session.auth.oauth.denyAuthorization(authorizationId, { skipBrowserRedirect: true });
     if (answer.error) {
       if (signedOutAfter(session, answer.error)) return signIn(state, session, authorizationId, SIGNED_OUT, 401);
-      return explainedPage(authorizationId, explainAuthorizationError(answer.error, supabaseUrl!), `consent (${action})`, answer.error);
+      return explainedPage(authorizationId, explainAuthorizationError(answer.error, supabaseUrl!), `consent (${action})`, answer.error, session);
     }
     log.info(`OAuth consent: ${action === 'approve' ? 'approved' : 'denied'}`, { user: (await userOf(session))?.id });
     return redirectToClient(answer.data.redirect_url, action);

@@ -164,6 +164,7 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     const unknown = await browser.get('/oauth/consent?authorization_id=abcdefghijklmnopqrstuvwxyz012345');
     assert.equal(unknown.status, 404);
     assert.match(alertOf(await browser.text(unknown)), /unknown or has expired .*Go back to the application and connect again\./);
+    assert.ok(browser.lastHtml.includes('action="/oauth/sign-out"'), 'a request of another account: the page offers to sign out');
 
     const none = await browser.get('/oauth/consent');
     assert.equal(none.status, 400);
