@@ -39,7 +39,8 @@ export class StorageFull extends Error {
 
 /** One browser's state: its form token, its Supabase session (in `storage`), and a pending email-code sign-in. */
 export class BrowserSession {
-  readonly csrfToken = newCsrfToken();
+  /** The form token; a new one with every new cookie value (BrowserSessions.reissue). */
+  csrfToken = newCsrfToken();
   /** The address a sign-in code was sent to, shown in the code form (at most MAX_EMAIL_LENGTH, checked by the form). */
   pendingEmail: string | null = null;
   /** A sentence for the next page this browser sees (after a redirect), e.g. "Revoked." */
@@ -50,7 +51,11 @@ export class BrowserSession {
   private client: GoTrueClient | null = null;
   readonly storage: SupportedStorage;
 
-  constructor(readonly id: string, private readonly owner: BrowserSessions, now: number) {
+  /** The cookie value; changed only by BrowserSessions.reissue. */
+  id: string;
+
+  constructor(id: string, private readonly owner: BrowserSessions, now: number) {
+    this.id = id;
     this.lastSeen = now;
     this.storage = {
       getItem: (key) => this.values.get(key) ?? null,
@@ -103,6 +108,10 @@ export class BrowserSession {
   }
 }
 
+function newCookieValue(): string {
+  return crypto.randomBytes(32).toString('base64url');
+}
+
 export class BrowserSessions {
   /** Least recently used first (a Map iterates in insertion order; a visit re-inserts). */
   private readonly sessions = new Map<string, BrowserSession>();
@@ -138,9 +147,21 @@ export class BrowserSessions {
   create(): BrowserSession {
     this.dropIdle();
     while (this.sessions.size >= this.limits.maxSessions) this.evictOne(null);
-    const session = new BrowserSession(crypto.randomBytes(32).toString('base64url'), this, this.now());
+    const session = new BrowserSession(newCookieValue(), this, this.now());
     this.sessions.set(session.id, session);
     return session;
+  }
+
+  /**
+   * After a sign-in: a new cookie value and form token for the same session, so that a value planted
+   * in the browser or seen before the sign-in (session fixation) is worth nothing afterwards.
+   */
+  reissue(session: BrowserSession): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.sessions.delete(session.id);
+    session.id = newCookieValue();
+    session.csrfToken = newCsrfToken();
+    this.sessions.set(session.id, session);
   }
 
   /** Forgets a session (sign-out, or its Supabase session ended). */

@@ -210,7 +210,7 @@ export function grantsPage(ctx: FormContext, email: string, grants: GrantView[],
     : '<p>You have not allowed any application to use EXAI as you.</p>';
   const body = `<h1>Applications you allowed</h1>
 ${alert(message)}
-<p>Signed in as ${text(email, 320)}. Revoking an application ends its access: its next attempt to renew its access fails, and the access it already holds ends within the hour.</p>
+<p>Signed in as ${text(email, 320)}. Revoking an application ends its access: its next attempt to renew its access fails, and the access it already holds ends when it expires (on most projects within the hour).</p>
 ${list}
 <form method="post" action="/oauth/sign-out">${hidden(ctx)}
 <button type="submit" id="sign-out" class="secondary">Sign out</button>
@@ -218,10 +218,11 @@ ${list}
   return { status: 200, html: layout('Applications you allowed', body) };
 }
 
-/** A page with one sentence (what happened, what to do) and optional links onward. */
-export function messagePage(status: number, title: string, message: string, links: Array<{ href: string; label: string }> = []): Page {
+/** A page with one sentence (what happened, what to do), optional links onward, and a sign-out button when `signOut` is given. */
+export function messagePage(status: number, title: string, message: string, links: Array<{ href: string; label: string }> = [], signOut?: FormContext): Page {
   const body = `<h1>${text(title)}</h1>
 ${alert(message)}
-${links.map((l) => `<p><a href="${text(l.href, 2000)}">${text(l.label)}</a></p>`).join('\n')}`;
+${links.map((l) => `<p><a href="${text(l.href, 2000)}">${text(l.label)}</a></p>`).join('\n')}
+${signOut ? `<form method="post" action="/oauth/sign-out">${hidden(signOut)}\n<button type="submit" id="sign-out" class="secondary">Signed in with another account? Sign out</button>\n</form>` : ''}`;
   return { status, html: layout(title, body) };
 }

@@ -20,7 +20,7 @@ import { GoTrueClient, isAuthApiError, isAuthSessionMissingError, type AuthError
 import type { Logger } from '../log';
 import { requestOrigin } from '../mcp/protectedResource';
 import { explainAuthorizationError, explainGrantError, explainSignInError, type Explained } from './authErrors';
-import { BrowserSessions, DEFAULT_BROWSER_SESSION_LIMITS, type BrowserSession, type BrowserSessionLimits } from './browserSessions';
+import { BrowserSessions, DEFAULT_BROWSER_SESSION_LIMITS, StorageFull, type BrowserSession, type BrowserSessionLimits } from './browserSessions';
 import { crossSiteRefusal, csrfTokenMatches } from './csrf';
 import { clearedSessionCookie, FormRefused, MAX_FORM_BYTES, readForm, readSessionCookie, sessionCookie } from './httpForms';
 import { consentPage, grantsPage, messagePage, securityHeaders, signInPage, type FormContext, type Page } from './pages';
@@ -148,7 +148,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     const { data, error } = await session.auth.oauth.getAuthorizationDetails(authorizationId);
     if (error) {
       if (signedOutAfter(session, error)) return signIn(state, session, authorizationId, SIGNED_OUT);
-      return explainedPage(authorizationId, explainAuthorizationError(error, supabaseUrl!), 'authorization details', error);
+      return explainedPage(authorizationId, explainAuthorizationError(error, supabaseUrl!), 'authorization details', error, session);
     }
     if (!('authorization_id' in data)) {
       // Consent given before covers every scope asked: Supabase approved at once.
@@ -177,13 +177,15 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     return { redirect: url.toString() };
   }
 
-  function explainedPage(authorizationId: string | null, explained: Explained, what: string, error: AuthError): Page {
+  /** `session`: signed in, so the page offers to sign out (the request may belong to another account). */
+  function explainedPage(authorizationId: string | null, explained: Explained, what: string, error: AuthError, session?: BrowserSession): Page {
     if (explained.status >= 500) log.warn(`Supabase Auth refused or failed: ${what}`, { status: error.status, code: error.code, error_name: error.name });
     const links = [
       ...(authorizationId && explained.status === 503 ? [{ href: returnPath(authorizationId), label: 'Try again' }] : []),
       { href: '/oauth/grants', label: 'See the applications you allowed' },
     ];
-    return messagePage(explained.status, explained.status === 503 ? 'Try again shortly' : 'This request cannot be answered', explained.message, links);
+    const signOut = session?.signedIn && explained.status === 404 ? formContext(session, authorizationId) : undefined;
+    return messagePage(explained.status, explained.status === 503 ? 'Try again shortly' : 'This request cannot be answered', explained.message, links, signOut);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
       : await session.auth.oauth.denyAuthorization(authorizationId, { skipBrowserRedirect: true });
     if (answer.error) {
       if (signedOutAfter(session, answer.error)) return signIn(state, session, authorizationId, SIGNED_OUT, 401);
-      return explainedPage(authorizationId, explainAuthorizationError(answer.error, supabaseUrl!), `consent (${action})`, answer.error);
+      return explainedPage(authorizationId, explainAuthorizationError(answer.error, supabaseUrl!), `consent (${action})`, answer.error, session);
     }
     log.info(`OAuth consent: ${action === 'approve' ? 'approved' : 'denied'}`, { user: (await userOf(session))?.id });
     return redirectToClient(answer.data.redirect_url, action);
@@ -232,7 +234,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
       if (session.signedIn) await session.auth.signOut({ scope: 'local' });
       const { error } = await session.auth.signInWithPassword({ email, password });
       if (error) return signInFailed(state, session, authorizationId, error, email);
-      return signedIn(session, authorizationId, 'password');
+      return signedIn(state, session, authorizationId, 'password');
     }
     if (step === 'send-code') {
       const { error } = await session.auth.signInWithOtp({ email, options: { shouldCreateUser: false } });
@@ -247,7 +249,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
       const { error } = await session.auth.verifyOtp({ email, token: code, type: 'email' });
       if (error) return signInFailed(state, session, authorizationId, error, email);
       session.pendingEmail = null;
-      return signedIn(session, authorizationId, 'email code');
+      return signedIn(state, session, authorizationId, 'email code');
     }
     return signIn(state, session, authorizationId, 'Choose a way to sign in below.', 400);
   }
@@ -258,7 +260,9 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     return signIn(state, session, authorizationId, explained.message, explained.status, email);
   }
 
-  async function signedIn(session: BrowserSession, authorizationId: string | null, method: string): Promise<Outcome> {
+  async function signedIn(state: RequestState, session: BrowserSession, authorizationId: string | null, method: string): Promise<Outcome> {
+    sessions.reissue(session);
+    state.cookies.push(sessionCookie(session.id, opts.https));
     log.info('signed in on the consent pages', { method, user: (await userOf(session))?.id });
     return { redirect: returnPath(authorizationId) };
   }
@@ -293,7 +297,7 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
     if (session.signedIn) await session.auth.signOut({ scope: 'local' });
     const { error } = await session.auth.exchangeCodeForSession(code, flowId ? { flowId } : undefined);
     if (error) return signInFailed(state, session, authorizationId, error, '');
-    return signedIn(session, authorizationId, 'github');
+    return signedIn(state, session, authorizationId, 'github');
   }
 
   async function signOut(state: RequestState, session: BrowserSession, form: URLSearchParams): Promise<Outcome> {
@@ -416,6 +420,9 @@ export function createOAuthPages(opts: OAuthPagesOptions, baseLog: Logger): OAut
         (outcome) => send(res, state, outcome),
         (err) => {
           if (err instanceof FormRefused) return send(res, state, messagePage(err.status, 'Refused', err.message));
+          if (err instanceof StorageFull) {
+            return send(res, state, messagePage(500, 'Cannot sign in here', "This account's sign-in data is larger than these pages keep for one person. Tell the daemon's operator."));
+          }
           log.error('a consent page failed', { error: (err as Error)?.message, path: url.pathname });
           send(res, state, messagePage(500, 'Something went wrong', "The daemon could not show this page. Try again; if this keeps happening, tell the daemon's operator (its log says more)."));
         },

@@ -164,6 +164,7 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     const unknown = await browser.get('/oauth/consent?authorization_id=abcdefghijklmnopqrstuvwxyz012345');
     assert.equal(unknown.status, 404);
     assert.match(alertOf(await browser.text(unknown)), /unknown or has expired .*Go back to the application and connect again\./);
+    assert.ok(browser.lastHtml.includes('action="/oauth/sign-out"'), 'a request of another account: the page offers to sign out');
 
     const none = await browser.get('/oauth/consent');
     assert.equal(none.status, 400);
@@ -216,6 +217,24 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     const post = await browser.post('/oauth/consent', { csrf: browser.csrf(), authorization_id: started.authorizationId, action: 'approve' });
     assert.equal(post.status, 401);
     assert.match(alertOf(await browser.text(post)), /You are signed out\. Sign in again, then approve or deny\./);
+  });
+
+  it('signing in issues a new cookie and form token: values planted or seen before the sign-in are worthless (session fixation)', async function () {
+    const started = await stack.authorize(await freshClient());
+    const browser = new FormBrowser(stack.origin);
+    await browser.text(await browser.get(started.consentUrl));
+    const [plantedCookie, plantedCsrf] = [browser.cookieValue!, browser.csrf()];
+    await browser.signIn(started.consentUrl, stack.user.email, stack.user.password);
+    assert.notEqual(browser.cookieValue, plantedCookie);
+    assert.notEqual(browser.csrf(), plantedCsrf);
+    const attacker = await fetch(started.consentUrl, { redirect: 'manual', headers: { cookie: `exai_oauth_session=${plantedCookie}` } });
+    const html = await attacker.text();
+    assert.ok(html.includes('id="sign-in-password"') && !html.includes('id="consent-details"'), 'the planted cookie is not signed in');
+    const approve = await fetch(`${stack.origin}/oauth/consent`, {
+      method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `exai_oauth_session=${browser.cookieValue}` },
+      body: new URLSearchParams({ csrf: plantedCsrf, authorization_id: started.authorizationId, action: 'approve' }),
+    });
+    assert.equal(approve.status, 403, 'the form token from before the sign-in no longer works');
   });
 
   it('refreshes the person\'s session when its access token is near expiry', async function () {
@@ -346,6 +365,35 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     const res = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), step: 'password', email: stack.user.email, password: stack.user.password });
     assert.equal(res.status, 303);
     assert.equal(res.headers.get('location'), '/oauth/grants');
+  });
+
+  it('the GitHub callback: a cancelled sign-in and a stale one get fixed sentences (never the query\'s own text)', async function () {
+    const started = await stack.authorize(await freshClient());
+    const browser = new FormBrowser(stack.origin);
+    const start = await browser.get(`/oauth/github?authorization_id=${started.authorizationId}`);
+    assert.equal(start.status, 303);
+    const toSupabase = new URL(start.headers.get('location')!);
+    assert.equal(`${toSupabase.origin}${toSupabase.pathname}`, `${stack.auth.url}/auth/v1/authorize`);
+    assert.equal(toSupabase.searchParams.get('provider'), 'github');
+    assert.equal(toSupabase.searchParams.get('code_challenge_method'), 's256');
+    const back = new URL(toSupabase.searchParams.get('redirect_to')!);
+    assert.equal(`${back.origin}${back.pathname}`, `${stack.origin}/oauth/callback`);
+    assert.equal(back.searchParams.get('authorization_id'), started.authorizationId);
+
+    const cancelled = await browser.get(`/oauth/callback?authorization_id=${started.authorizationId}&error=access_denied&error_description=${encodeURIComponent('Call +1 555 0100 to unlock your account')}`);
+    assert.equal(cancelled.status, 401);
+    const html = await browser.text(cancelled);
+    assert.match(alertOf(html), /GitHub sign-in was cancelled\. Sign in another way, or try GitHub again\./);
+    assert.ok(!html.includes('555 0100'), 'the description from the query is not shown');
+    assert.ok(html.includes('id="sign-in-password"'));
+
+    const forged = await browser.get(`/oauth/callback?authorization_id=${started.authorizationId}&code=${'a'.repeat(36)}`);
+    assert.equal(forged.status, 400, 'a code this browser did not start (no PKCE verifier for it) signs nobody in');
+    assert.doesNotMatch(await browser.text(forged), /id="consent-details"/);
+
+    const stale = await fetch(`${stack.origin}/oauth/callback?code=x`, { redirect: 'manual' });
+    assert.equal(stale.status, 400);
+    assert.match(alertOf(await stale.text()), /took longer than 15 minutes, was started in another browser, or the daemon restarted/);
   });
 
   it('sign-out ends the Supabase session and clears the cookie; the old cookie no longer works', async function () {

@@ -119,6 +119,22 @@ describe('consent pages: the browser-session map', function () {
   });
 });
 
+describe('consent pages: session fixation', function () {
+  it('reissue gives a session a new cookie value and form token; the old value finds nothing', async function () {
+    const map = new BrowserSessions({ maxSessions: 3, maxBytes: 10_000, maxBytesPerSession: 4000, idleMs: 60_000 }, noAuth);
+    const s = map.create();
+    await s.storage.setItem(STORAGE_KEY, 'session');
+    const [oldId, oldToken] = [s.id, s.csrfToken];
+    map.reissue(s);
+    assert.notEqual(s.id, oldId);
+    assert.notEqual(s.csrfToken, oldToken);
+    assert.equal(map.get(oldId), null);
+    assert.equal(map.get(s.id), s);
+    assert.equal(s.signedIn, true, 'the session itself is kept');
+    assert.equal(map.size, 1);
+  });
+});
+
 describe('consent pages: where a browser may be sent', function () {
   it('accepts absolute http(s) URLs and custom schemes; refuses dangerous schemes, relative URLs and credentials', function () {
     for (const ok of ['http://127.0.0.1:33418/callback?code=1&state=2', 'https://app.example/cb', 'cursor://anysphere.cursor-retrieval/oauth/cb?code=1', 'com.example.app:/oauth']) {
