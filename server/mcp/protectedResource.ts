@@ -62,7 +62,8 @@ export function protectedResourceMetadata(req: http.IncomingMessage, opts: Resou
  * response body carries it unchanged.
  */
 export function wwwAuthenticate(req: http.IncomingMessage, opts: ResourceOptions, error?: { code: 'invalid_token' | 'invalid_request'; description: string }): string {
-  const params = opts.supabaseUrl ? [`resource_metadata="${metadataUrl(req, opts)}"`] : ['realm="EXAI local daemon"'];
+  // `scope`: what to ask for (MCP 2025-11-25 says SHOULD); the SDK prefers it over scopes_supported.
+  const params = opts.supabaseUrl ? [`resource_metadata="${metadataUrl(req, opts)}"`, `scope="${SCOPES_SUPPORTED.join(' ')}"`] : ['realm="EXAI local daemon"'];
   if (error) params.push(`error="${error.code}"`, `error_description="${headerSafe(error.description)}"`);
   return `Bearer ${params.join(', ')}`;
 }

@@ -234,7 +234,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
         const answer = await rawMcp(main.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}` } });
         assert.equal(answer.status, 401, answer.text);
         const challenge = String(answer.headers['www-authenticate']);
-        assert.match(challenge, new RegExp(`^Bearer resource_metadata="http://127\\.0\\.0\\.1:${main.port}/\\.well-known/oauth-protected-resource/mcp", error="invalid_token", error_description="[^"]+"$`));
+        assert.match(challenge, new RegExp(`^Bearer resource_metadata="http://127\\.0\\.0\\.1:${main.port}/\\.well-known/oauth-protected-resource/mcp", scope="email", error="invalid_token", error_description="[^"]+"$`));
         assert.equal(answer.json.error.data.reason, code);
         const { client, ack } = await helloClient(main.url, token, 'compare');
         wsClients.push(client);
@@ -290,7 +290,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
   it('refuses a missing token with 401 and a bare challenge; answers 503 while the signing keys are unreachable', async function () {
     const none = await rawMcp(main.port, { body: initializeBody() });
     assert.equal(none.status, 401);
-    assert.equal(none.headers['www-authenticate'], `Bearer resource_metadata="http://127.0.0.1:${main.port}/.well-known/oauth-protected-resource/mcp"`);
+    assert.equal(none.headers['www-authenticate'], `Bearer resource_metadata="http://127.0.0.1:${main.port}/.well-known/oauth-protected-resource/mcp", scope="email"`);
 
     const gone = await startJwksServer();
     const token = await mintAccessToken({ key: gone.keys.es256, issuer: gone.issuer });
@@ -330,7 +330,7 @@ describe('MCP Streamable HTTP at /mcp: supabase mode (JWKS + real Postgres, SDK 
     const sessionId = String(init.headers['mcp-session-id']);
     assert.equal(await statusOf(sessionId), 'connected');
     const none = await rawMcp(d.port, { body: initializeBody(), ca: cert.pem });
-    assert.equal(none.headers['www-authenticate'], `Bearer resource_metadata="https://127.0.0.1:${d.port}/.well-known/oauth-protected-resource/mcp"`);
+    assert.equal(none.headers['www-authenticate'], `Bearer resource_metadata="https://127.0.0.1:${d.port}/.well-known/oauth-protected-resource/mcp", scope="email"`);
     const meta = await rawMcp(d.port, { method: 'GET', path: '/.well-known/oauth-protected-resource', headers: { host: 'exai.example.com' }, ca: cert.pem });
     assert.equal(meta.json.resource, 'https://exai.example.com/mcp');
     const fromPage = await rawMcp(d.port, { body: initializeBody(), headers: { authorization: `Bearer ${token}`, origin: `https://localhost:${d.port}` }, ca: cert.pem });
