@@ -316,7 +316,17 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     assert.equal(wrong.status, 401);
     assert.match(alertOf(await browser.text(wrong)), /That code is wrong or has expired/);
 
-    const right = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'verify-code', email: stack.user.email, code });
+    // "Use another address or get a new code" goes back to the address form, and a new code can be sent.
+    const restart = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'new-code', email: stack.user.email, code: '' });
+    assert.equal(restart.status, 303);
+    const addressForm = await browser.text(await browser.get(restart.headers.get('location')!));
+    assert.ok(addressForm.includes('id="send-code"') && !addressForm.includes('id="verify-code"'));
+    const resent = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'send-code', email: stack.user.email });
+    assert.equal(resent.status, 303);
+    await browser.text(await browser.get(resent.headers.get('location')!));
+    const newCode = stack.auth.lastOtp(stack.user.email)!;
+
+    const right = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'verify-code', email: stack.user.email, code: newCode });
     assert.equal(right.status, 303);
     const page = await browser.get(right.headers.get('location')!);
     assert.equal(page.status, 200);
