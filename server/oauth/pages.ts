@@ -151,6 +151,7 @@ export function signInPage(ctx: FormContext, view: SignInView): Page {
 <label for="code">Code from the email</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="10" autofocus>
 <button type="submit" id="verify-code" name="step" value="verify-code">Sign in with the code</button>
+<button type="submit" id="new-code" name="step" value="new-code" class="secondary" formnovalidate>Use another address or get a new code</button>
 </form>`
     : `<form method="post" action="/oauth/sign-in">${hidden(ctx)}
 <label for="code-email">Email</label>

@@ -316,7 +316,17 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
     assert.equal(wrong.status, 401);
     assert.match(alertOf(await browser.text(wrong)), /That code is wrong or has expired/);
 
-    const right = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'verify-code', email: stack.user.email, code });
+    // "Use another address or get a new code" goes back to the address form, and a new code can be sent.
+    const restart = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'new-code', email: stack.user.email, code: '' });
+    assert.equal(restart.status, 303);
+    const addressForm = await browser.text(await browser.get(restart.headers.get('location')!));
+    assert.ok(addressForm.includes('id="send-code"') && !addressForm.includes('id="verify-code"'));
+    const resent = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'send-code', email: stack.user.email });
+    assert.equal(resent.status, 303);
+    await browser.text(await browser.get(resent.headers.get('location')!));
+    const newCode = stack.auth.lastOtp(stack.user.email)!;
+
+    const right = await browser.post('/oauth/sign-in', { csrf: browser.csrf(), authorization_id: started.authorizationId, step: 'verify-code', email: stack.user.email, code: newCode });
     assert.equal(right.status, 303);
     const page = await browser.get(right.headers.get('location')!);
     assert.equal(page.status, 200);
@@ -458,7 +468,7 @@ describe('daemon: OAuth consent and grants pages (HTTP)', function () {
   });
 });
 
-describe('daemon: OAuth consent pages outside supabase mode with an anon key', function () {
+describe('daemon: OAuth consent pages in local mode, without an anon key, behind a proxy', function () {
   this.timeout(60_000);
 
   it('local mode answers 404 with a sentence', async function () {
@@ -470,6 +480,29 @@ describe('daemon: OAuth consent pages outside supabase mode with an anon key', f
       assert.match(alertOf(await res.text()), /runs in local mode: it has no sign-in or consent pages/);
     } finally {
       await daemon?.stop();
+    }
+  });
+
+  it('behind a proxy that ends TLS: the cookie is Secure and a form from the plain-http origin counts as another site', async function () {
+    const stack = await startConsentStack({ daemonEnv: { EXAI_BEHIND_PROXY: 'true', EXAI_PUBLIC_HOSTS: 'exai.example.com' } });
+    try {
+      const client = await stack.registerClient();
+      const { consentUrl, authorizationId } = await stack.authorize(client);
+      const res = await fetch(consentUrl, { redirect: 'manual' });
+      const html = await res.text();
+      assert.match(res.headers.getSetCookie().join('\n'), /exai_oauth_session=[^;]+; Path=\/oauth; HttpOnly; SameSite=Lax; Secure/);
+      assert.ok(html.includes(`https://127.0.0.1:${stack.daemon.port}`), 'the page names the https origin the browser uses');
+      const cookie = res.headers.getSetCookie()[0].split(';')[0];
+      const csrf = /name="csrf" value="([^"]+)"/.exec(html)![1];
+      const post = (origin: string) => fetch(`${stack.origin}/oauth/sign-in`, {
+        method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
+        body: new URLSearchParams({ csrf, authorization_id: authorizationId, step: 'password', email: stack.user.email, password: stack.user.password }),
+      });
+      assert.equal((await post(stack.origin)).status, 403);
+      assert.equal((await post(`https://127.0.0.1:${stack.daemon.port}`)).status, 303);
+    } finally {
+      await stack.stop();
     }
   });
 

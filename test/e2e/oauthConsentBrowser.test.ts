@@ -7,10 +7,14 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { CHROME_ARGS } from '../helpers/codeServer';
+import path from 'node:path';
+import { CHROME_ARGS, ROOT } from '../helpers/codeServer';
 import { startConsentStack, type ConsentStack, type RegisteredClient } from '../helpers/consentStack';
 import { approveInBrowser, denyInBrowser } from '../helpers/oauthConsent';
 import { waitFor } from '../helpers/wait';
+
+/** Screenshots of the pages, for a person to look at (not compared). */
+const OUT = path.join(ROOT, 'test-results', 'e2e');
 
 /** The OAuth client's redirect URI: records each URL the browser arrives with. */
 async function startRedirectListener(): Promise<{ url: string; arrivals: URL[]; close(): Promise<void> }> {
@@ -94,6 +98,7 @@ describe('e2e: the OAuth consent page in Chromium', function () {
     await page.goto(url);
     await page.locator('button#sign-in-password').waitFor();
     assert.equal(await focusedId(page), 'input#email', 'the first field has focus when the page opens');
+    await page.screenshot({ path: path.join(OUT, 'oauth-consent-sign-in.png'), fullPage: true });
     await page.keyboard.type(stack.user.email);
     assert.equal(await tabTo(page, 'input[name="password"]#password'), 1, 'password comes right after email');
     await page.keyboard.type(stack.user.password);
@@ -102,6 +107,7 @@ describe('e2e: the OAuth consent page in Chromium', function () {
 
     await page.locator('#consent-details').waitFor();
     assert.match(await page.locator('#consent-details').innerText(), /Keyboard Client[\s\S]*consent-jazeel@example\.com[\s\S]*See your email address/);
+    await page.screenshot({ path: path.join(OUT, 'oauth-consent-details.png'), fullPage: true });
     assert.equal(await tabTo(page, 'button[name="action"][value="approve"]'), 1, 'Approve is the first stop on the consent page');
     await page.keyboard.press('Enter');
     await page.locator('#client-arrived').waitFor();
