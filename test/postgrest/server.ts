@@ -167,7 +167,9 @@ export async function startPostgrest(options: PostgrestOptions): Promise<Postgre
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const u = new URL(req.url ?? '/', url);
-    if (u.pathname === '/auth/v1' || u.pathname.startsWith('/auth/v1/')) {
+    // Kong also routes the RFC 8414 path-inserted metadata URLs of Auth's OAuth 2.1 server to Auth.
+    const authMetadata = /^\/\.well-known\/(oauth-authorization-server|openid-configuration)\/auth\/v1$/.test(u.pathname);
+    if (authMetadata || u.pathname === '/auth/v1' || u.pathname.startsWith('/auth/v1/')) {
       if (options.authUpstream) return proxy(req, res, new URL(u.pathname + u.search, options.authUpstream));
       return send(res, 404, { message: 'no Route matched with those values' });
     }
