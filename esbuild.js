@@ -1,5 +1,5 @@
 // Builds the two programs and the test files.
-//   node esbuild.js           -> dist/server.js (the daemon) [+ dist/extension.js once src/extension.ts exists]
+//   node esbuild.js           -> dist/server.js (the daemon) [+ dist/extension.js, dist/supabase.js and dist/ws.js once src/extension.ts exists]
 //   node esbuild.js --tests   -> also out/test/**.test.js (mocha runs these with Node 22)
 //   node esbuild.js --bench   -> also out/bench/run/*.js (npm run bench: bench/main.ts and the programs it starts)
 //   node esbuild.js --production -> minified dist/, no source maps (what scripts/package.sh ships)
@@ -27,6 +27,19 @@ const common = {
   loader: { '.md': 'text' },
 };
 
+// The extension's heavy dependencies, each its own bundle beside dist/extension.js: the extension
+// require()s them on first use (src/lazyModules.ts), so VS Code's activation does not parse them.
+// .vscodeignore ships them; test/extension/package.test.ts checks every one is packaged.
+// (Resolved as Node's require() resolves them, so each bundle's module.exports is what require() of the package gives.)
+const LAZY_BUNDLES = { '@supabase/supabase-js': 'supabase', ws: 'ws' };
+const lazyBundles = {
+  name: 'lazy-bundles',
+  setup(build) {
+    const filter = new RegExp(`^(${Object.keys(LAZY_BUNDLES).map((n) => n.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    build.onResolve({ filter }, (args) => (args.kind === 'entry-point' ? undefined : { path: `./${LAZY_BUNDLES[args.path]}.js`, external: true }));
+  },
+};
+
 function listTests(dir) {
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { recursive: true })
@@ -37,7 +50,9 @@ function listTests(dir) {
 async function main() {
   const builds = [{ ...common, entryPoints: { server: 'server/main.ts' }, outdir: 'dist' }];
   if (fs.existsSync('src/extension.ts')) {
-    builds.push({ ...common, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist', external: [...common.external, 'vscode'] });
+    const extension = { ...common, outdir: 'dist', external: [...common.external, 'vscode'], plugins: [lazyBundles] };
+    builds.push({ ...extension, entryPoints: { extension: 'src/extension.ts' } });
+    builds.push(...Object.entries(LAZY_BUNDLES).map(([pkgName, file]) => ({ ...extension, entryPoints: { [file]: require.resolve(pkgName) } })));
   }
   if (args.has('--tests')) {
     const entryPoints = ['unit', 'daemon', 'extension', 'auth-server', 'e2e'].flatMap((d) => listTests(path.join('test', d)));

@@ -97,9 +97,11 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     // Who the window is may have changed (a sign-in or sign-out here or in another window); refreshes change nothing there.
     if (accounts) disposables.push(accounts.onDidChange(() => void mcp.recheck('an account changed')));
     if (windowUser) disposables.push(windowUser, windowUser.onDidChange(() => void mcp.recheck('switched user')));
-    void provider?.refresh();
-    void connection.start();
     return { accounts, windowUser, provider, connection, disposables };
+  };
+  const start = (s: Session) => {
+    void s.provider?.refresh();
+    void s.connection.start();
   };
   const teardown = () => {
     session?.connection.dispose();
@@ -107,7 +109,11 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
     session = null;
   };
 
-  session = build(readConfig());
+  const first = (session = build(readConfig()));
+  // Finding or starting the daemon and reading the accounts need not hold up activate() (VS Code
+  // counts its time, docs/performance.md): they begin on the next turn of the event loop, unless a
+  // settings change replaced this session first. Everything VS Code asks for is registered below.
+  setImmediate(() => session === first && start(first));
   context.subscriptions.push(
     log, statusBar, { dispose: teardown }, { dispose: () => store.dispose() },
     onConfigChange((config) => {
@@ -115,6 +121,7 @@ export function activate(context: vscode.ExtensionContext): ExaiApi {
       notified.clear();
       teardown();
       session = build(config);
+      start(session);
       void mcp.recheck('settings changed');
     }),
     mcp,

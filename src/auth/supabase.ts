@@ -2,7 +2,8 @@
 // flow, one refresh, one sign-out); the shared store under globalStorageUri stays the single place
 // where an account's session lives. A client with an empty slot never refreshes on its own, so
 // every /token request is one we decided to make, under the account's lock, with the newest token.
-import { createClient, isAuthApiError, isAuthRetryableFetchError, type AuthError, type Session, type SupabaseClient } from '@supabase/supabase-js';
+import type { AuthError, Session, SupabaseClient } from '@supabase/supabase-js';
+import { supabaseJs } from '../lazyModules';
 
 export interface SupabaseProject {
   url: string;
@@ -13,7 +14,7 @@ export function ephemeralClient(project: SupabaseProject, session?: Session): Su
   const memory = new Map<string, string>();
   const storageKey = 'exai-ephemeral';
   if (session) memory.set(storageKey, JSON.stringify(session));
-  return createClient(project.url, project.anonKey, {
+  return supabaseJs().createClient(project.url, project.anonKey, {
     auth: {
       storage: {
         getItem: (k) => memory.get(k) ?? null,
@@ -35,13 +36,13 @@ const TERMINAL_REFRESH_CODES = new Set([
 ]);
 
 export function isTerminalRefreshError(error: AuthError): boolean {
-  return isAuthApiError(error) && TERMINAL_REFRESH_CODES.has(error.code ?? '');
+  return supabaseJs().isAuthApiError(error) && TERMINAL_REFRESH_CODES.has(error.code ?? '');
 }
 
 /** A sentence for a person: what went wrong and what to do. */
 export function describeAuthError(error: unknown, project: SupabaseProject, email?: string): string {
   const e = error as AuthError & { code?: string; status?: number };
-  if (isAuthRetryableFetchError(e) || e?.name === 'TypeError' || /fetch failed|ECONNREFUSED|ENOTFOUND|network/i.test(String(e?.message))) {
+  if (supabaseJs().isAuthRetryableFetchError(e) || e?.name === 'TypeError' || /fetch failed|ECONNREFUSED|ENOTFOUND|network/i.test(String(e?.message))) {
     return `Can't reach Supabase at ${project.url}. Check your network connection and the exai.supabase.url setting.`;
   }
   switch (e?.code) {

@@ -5,13 +5,14 @@
 // may be in flight at once. (The original client read "the next frame" as the answer to its request
 // and mixed up concurrent calls.)
 import crypto from 'node:crypto';
-import WebSocket from 'ws';
-import {
-  CloseCode, PROTOCOL_VERSION,
-  type AuthFrame, type CallToolFrame, type ClientFrame, type ConfiguredProvider, type HelloFrame, type ProviderKeyName, type ServerFrame,
-  type TextOutput, type ToolDescription, type WireError, type WireUser,
+import type WebSocket from 'ws';
+import { CloseCode, PROTOCOL_VERSION } from '../../server/protocolCodes';
+import type {
+  AuthFrame, CallToolFrame, ClientFrame, ConfiguredProvider, HelloFrame, ProviderKeyName, ServerFrame,
+  TextOutput, ToolDescription, WireError, WireUser,
 } from '../../server/protocol';
 import { isLoopbackHost } from '../../server/net';
+import { webSocketClass } from '../lazyModules';
 import type { CrashGuard } from './launcher';
 
 export type ClientState =
@@ -360,7 +361,7 @@ export class DaemonClient {
 
     const where = `${url.protocol}//${url.host}${url.pathname}`; // never the query or userinfo
     this.opts.log.info(`connecting to ${where} (attempt ${this.retries}, token ${endpoint.token ? 'present' : 'missing'})`);
-    const ws = new WebSocket(url, { handshakeTimeout: this.timing.helloMs, perMessageDeflate: false });
+    const ws = new (webSocketClass())(url, { handshakeTimeout: this.timing.helloMs, perMessageDeflate: false });
     const link: Link = {
       ws, helloTimer: null, pingTimer: null, pongTimer: null, pingSeq: 0, awaitingPong: null,
       helloError: null, shutdownMessage: null, localReason: null, connected: false,
@@ -538,7 +539,7 @@ export class DaemonClient {
   // ---------------------------------------------------------------- plumbing
 
   private openLink(): Link | null {
-    return this.link && this.link.connected && this.link.ws.readyState === WebSocket.OPEN ? this.link : null;
+    return this.link && this.link.connected && this.link.ws.readyState === this.link.ws.OPEN ? this.link : null;
   }
 
   /** An idle client (or one already waking for another call) reconnects; resolves once that attempt settled. */
@@ -573,7 +574,7 @@ export class DaemonClient {
 
   private send(frame: ClientFrame): void {
     const ws = this.link?.ws;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+    if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   }
 
   /** Abandons the current socket (its events are ignored from now on) and fails its requests. */
@@ -583,8 +584,8 @@ export class DaemonClient {
     this.failPending(new DaemonRequestError(code, message));
     if (!link) return;
     clearLinkTimers(link);
-    if (link.ws.readyState === WebSocket.OPEN) link.ws.close(CloseCode.normal, 'client closed');
-    else if (link.ws.readyState === WebSocket.CONNECTING) link.ws.terminate(); // close() would throw here
+    if (link.ws.readyState === link.ws.OPEN) link.ws.close(CloseCode.normal, 'client closed');
+    else if (link.ws.readyState === link.ws.CONNECTING) link.ws.terminate(); // close() would throw here
   }
 
   private failPending(err: DaemonRequestError): void {

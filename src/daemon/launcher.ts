@@ -7,9 +7,10 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
-import WebSocket from 'ws';
 import { identifyProcess, isProcessRunning, readDiscovery, removeDiscovery, type DiscoveryInfo } from '../../server/auth/localMode';
-import { PROTOCOL_VERSION, type ClientFrame, type HealthBody, type ListeningLine, type ServerFrame } from '../../server/protocol';
+import type { ClientFrame, HealthBody, ListeningLine, ServerFrame } from '../../server/protocol';
+import { PROTOCOL_VERSION } from '../../server/protocolCodes';
+import { webSocketClass } from '../lazyModules';
 
 export interface LauncherOptions {
   /** The bundled daemon, dist/server.js. */
@@ -358,13 +359,13 @@ function getHealth(host: string, port: number, timeoutMs = HEALTH_TIMEOUT_MS): P
 function daemonReportsPid(info: DiscoveryInfo, token: string, timeoutMs = HEALTH_TIMEOUT_MS * 2): Promise<boolean> {
   return new Promise((resolve) => {
     const host = info.host.includes(':') ? `[${info.host}]` : info.host;
-    const ws = new WebSocket(`ws://${host}:${info.port}/`, { handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+    const ws = new (webSocketClass())(`ws://${host}:${info.port}/`, { handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: 1024 * 1024 });
     let settled = false;
     const done = (ok: boolean) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'identity check');
+      if (ws.readyState === ws.OPEN) ws.close(1000, 'identity check');
       else ws.terminate();
       resolve(ok);
     };

@@ -1,6 +1,7 @@
 // The window's connection status and how it reads in the status bar. Pure (no vscode import), so
 // every wording is unit-tested.
-import { describeReset, type UsageReport } from '../../server/tools/usage';
+import type { UsageReport } from '../../server/tools/usage';
+import { describeReset } from '../../server/tools/usageReset';
 
 export type NextAction = 'signIn' | 'switchUser' | 'reconnect' | 'openSettings' | 'restartDaemon' | 'showLog' | 'signOut' | 'showSessions';
 

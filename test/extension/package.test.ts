@@ -1,7 +1,8 @@
-// `npm run package`: the .vsix holds the two bundles, the manifest, the user-facing README,
+// `npm run package`: the .vsix holds the bundles (the extension, the two it loads on first use, the daemon), the manifest, the user-facing README,
 // CHANGELOG, LICENSE and media — no node_modules, tests, sources or source maps. (npm test packages before mocha.)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
@@ -43,6 +44,24 @@ describe('the packaged extension (.vsix)', function () {
     const manifest = JSON.parse(entries.get('extension/package.json')!.toString());
     assert.equal(manifest.main, './dist/extension.js');
     assert.equal(manifest.engines.vscode, '^1.101.0');
+  });
+
+  it('contains every bundle dist/extension.js loads on first use (supabase-js, ws), and each loads', function () {
+    const extension = entries.get('extension/dist/extension.js')!.toString();
+    const siblings = [...new Set([...extension.matchAll(/require\("\.\/([\w.-]+\.js)"\)/g)].map((m) => m[1]))].sort();
+    assert.deepEqual(siblings, ['supabase.js', 'ws.js']);
+    // Loaded from an unpacked copy, as VS Code loads them from the installed extension.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'exai-vsix-'));
+    try {
+      for (const file of siblings) fs.writeFileSync(path.join(dir, file), entries.get(`extension/dist/${file}`) ?? assert.fail(`extension/dist/${file} is not packaged`));
+      const supabase = require(path.join(dir, 'supabase.js'));
+      for (const name of ['createClient', 'isAuthApiError', 'isAuthRetryableFetchError']) assert.equal(typeof supabase[name], 'function', name);
+      const WebSocket = require(path.join(dir, 'ws.js'));
+      assert.equal(typeof WebSocket, 'function');
+      assert.equal(WebSocket.OPEN, 1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('contains the user-facing README, CHANGELOG, LICENSE and the media it shows', function () {

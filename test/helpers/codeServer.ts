@@ -72,6 +72,8 @@ export interface CodeServerOptions {
   runDir: string;
   settings?: Record<string, unknown>;
   vsix?: string;
+  /** More .vsix files to install beside it (the bench's baseline extension). */
+  moreVsix?: string[];
   env?: Record<string, string>;
   workspaces?: string[];
 }
@@ -85,9 +87,9 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
   fs.writeFileSync(path.join(ws, 'readme.txt'), 'EXAI test workspace\n');
   fs.writeFileSync(path.join(ud, 'User', 'settings.json'), JSON.stringify({ ...BASE_SETTINGS, ...opts.settings }, null, 2));
   const env = labEnv(opts.env);
-  if (opts.vsix) {
-    const r = spawnSync(CODE_SERVER, ['--extensions-dir', ext, '--user-data-dir', ud, '--install-extension', opts.vsix, '--force'], { env, encoding: 'utf8', timeout: 120_000 });
-    if (r.status !== 0) throw new Error(`installing ${opts.vsix} failed: ${r.stderr || r.stdout}`);
+  for (const vsix of [...(opts.vsix ? [opts.vsix] : []), ...(opts.moreVsix ?? [])]) {
+    const r = spawnSync(CODE_SERVER, ['--extensions-dir', ext, '--user-data-dir', ud, '--install-extension', vsix, '--force'], { env, encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`installing ${vsix} failed: ${r.stderr || r.stdout}`);
   }
   const port = await freePort();
   const log = path.join(opts.runDir, 'server.log');
