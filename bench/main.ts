@@ -7,6 +7,7 @@
 //   BENCH_ROUNDS=7               measured rounds (default 7, at least 5), BENCH_WARMUP=2 warm-up rounds
 //   BENCH_WINDOWS=3              code-server windows for the extension timings
 //   BENCH_DEADLINE_S=270         no group starts after this; every loop inside a group is bounded too
+//   BENCH_DAEMON_NODE_OPTIONS    NODE_OPTIONS for the daemons only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
 import path from 'node:path';
 import { CALLS_METHOD, callCases } from './cases/calls';
 import { CONNECTIONS_METHOD, connectionCases } from './cases/connections';

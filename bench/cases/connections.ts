@@ -174,7 +174,7 @@ export async function connectionCases(ctx: BenchContext): Promise<Row[]> {
   const mode = `supabase + Postgres, ${SUPABASE_USERS} users × ${PER_USER}`;
   let project: BenchProject | null = null;
   try {
-    project = await startProject(SUPABASE_USERS);
+    project = await startProject(SUPABASE_USERS, TOTAL);
     const p = project;
     out.push(...(await measure(ctx, mode, (env) => startPgDaemon(p, PER_USER, env), false)));
   } catch (err) {

@@ -15,6 +15,9 @@ const SUPABASE_HANDSHAKES = 20;
 const SUPABASE_USERS = 50;
 const CHUNK_DEADLINE_MS = 10_000;
 const MODE_BUDGET_MS = 25_000;
+/** Untimed handshakes per side before the rounds, so V8 has optimized the hello path (see JIT_WARMUP_CALLS in calls.ts). */
+const JIT_WARMUP_HANDSHAKES = 100;
+const JIT_WARMUP_MS = 10_000;
 
 interface Mode {
   name: string;
@@ -29,7 +32,7 @@ const MODES: Mode[] = [
   { name: 'supabase + Data API', handshakes: SUPABASE_HANDSHAKES, start: async (p) => startDataApiDaemon(await p()) },
 ];
 
-/** Timed: open; untimed: close. The i-th handshake of a run presents the i-th user's token. */
+/** Timed: open; untimed: close. Every handshake of a mode presents a token of its own (see startProject). */
 function handshakeSide(endpoint: Endpoint, counter: { next: number }): OpSide {
   return {
     name: endpoint.name,
@@ -45,7 +48,7 @@ function handshakeSide(endpoint: Endpoint, counter: { next: number }): OpSide {
 }
 
 export const HANDSHAKE_METHOD = [
-  `Handshakes: ${LOCAL_HANDSHAKES} per side per round in local mode, ${SUPABASE_HANDSHAKES} in supabase mode (cycling through ${SUPABASE_USERS} users), the daemon and the baselines taking turns handshake by handshake; after each, the session is closed and the daemon has written its final status (untimed) before the next turn.`,
+  `Handshakes: first ${JIT_WARMUP_HANDSHAKES} untimed per side (V8 warm-up), then ${LOCAL_HANDSHAKES} per side per round in local mode, ${SUPABASE_HANDSHAKES} in supabase mode (cycling through ${SUPABASE_USERS} users, each handshake with an access token of its own, as each window has), the daemon and the baselines taking turns handshake by handshake; after each, the session is closed and the daemon has written its final status (untimed) before the next turn.`,
   'Supabase mode: ES256 access tokens from a loopback JWKS (test/helpers/tokens.ts); a fresh PostgreSQL 15 database with the migrations (test/helpers/pg.ts) reached through DATABASE_URL, or through the PostgREST-compatible test endpoint (test/postgrest, a Node stand-in in its own process, not PostgREST itself) for the Data API.',
 ];
 
@@ -54,7 +57,10 @@ export async function handshakeCases(ctx: BenchContext): Promise<Row[]> {
   const kinds = [...new Set(PROTOCOLS.flatMap((p) => p.baselines))] as BaselineKind[];
   const baselines: Baseline[] = await startBaselines(kinds);
   let project: Promise<BenchProject> | null = null;
-  const sharedProject = () => (project ??= startProject(SUPABASE_USERS));
+  // The counter advances on every side's turn (the baselines ignore it): per protocol, (warm-up +
+  // measured rounds) × handshakes × sides.
+  const tokensNeeded = PROTOCOLS.reduce((n, p) => n + (1 + p.baselines.length) * (JIT_WARMUP_HANDSHAKES + SUPABASE_HANDSHAKES * (ctx.warmup + ctx.rounds)), 0);
+  const sharedProject = () => (project ??= startProject(SUPABASE_USERS, tokensNeeded));
   try {
     for (const mode of MODES) {
       ctx.log(`handshake: ${mode.name}`);
@@ -65,6 +71,7 @@ export async function handshakeCases(ctx: BenchContext): Promise<Row[]> {
         rows.push(failedRow(ctx, `handshake, ${mode.name}`, err));
         continue;
       }
+      const counter = { next: 0 }; // shared by the protocols: no token is presented twice
       try {
         for (const protocol of PROTOCOLS) {
           const caseName = `handshake, ${mode.name}, ${protocol.name} (${protocol.handshake}), p50`;
@@ -75,10 +82,14 @@ export async function handshakeCases(ctx: BenchContext): Promise<Row[]> {
           }
           const bases = protocol.baselines.map((k) => baselines.find((b) => b.kind === k)!);
           const endpoints = [protocol.daemon(daemon), ...bases.map((b) => protocol.bare(b))];
-          const counter = { next: 0 };
           let result;
           try {
-            result = await runAlternating(endpoints.map((e) => handshakeSide(e, counter)), mode.handshakes, CHUNK_DEADLINE_MS, roundsOptions(ctx, MODE_BUDGET_MS));
+            const sides = endpoints.map((e) => handshakeSide(e, counter));
+            for (const side of sides) {
+              const started = Date.now();
+              for (let i = 0; i < JIT_WARMUP_HANDSHAKES && Date.now() - started < JIT_WARMUP_MS; i++) await side.op();
+            }
+            result = await runAlternating(sides, mode.handshakes, CHUNK_DEADLINE_MS, roundsOptions(ctx, MODE_BUDGET_MS));
           } catch (err) {
             rows.push(failedRow(ctx, caseName, err));
             continue;

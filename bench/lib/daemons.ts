@@ -4,7 +4,9 @@
 //   supabase + Postgres       DATABASE_URL on a fresh database with the migrations (test/helpers/pg.ts)
 //   supabase + Data API       SUPABASE_URL + SUPABASE_ANON_KEY in front of the PostgREST stand-in
 // Supabase users are rows of auth.users with ES256 access tokens from a loopback JWKS
-// (test/helpers/tokens.ts), as Supabase Auth would issue them.
+// (test/helpers/tokens.ts), as Supabase Auth would issue them. Every session index presents its own
+// token (each window signs in and refreshes on its own): a daemon that remembered verified tokens
+// would gain nothing here that it would not gain in real use.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,6 +30,9 @@ const CLEAN_ENV: Record<string, string | undefined> = {
   EXAI_WS_HOST: undefined, EXAI_DAEMON_ID: undefined, EXAI_IDLE_EXIT_SECONDS: '0', EXAI_HEARTBEAT_SECONDS: undefined,
   EXAI_TLS_CERT: undefined, EXAI_TLS_KEY: undefined, EXAI_BEHIND_PROXY: undefined,
   EXAI_PROVIDER_BASE_URL: undefined, KIMI_API_KEY: undefined, GLM_API_KEY: undefined,
+  // BENCH_DAEMON_NODE_OPTIONS reaches the daemons only (not the baselines or the bench), e.g.
+  // `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the daemon under the bench's load.
+  NODE_OPTIONS: process.env.BENCH_DAEMON_NODE_OPTIONS || undefined,
 };
 
 /** Polls GET /health until it counts no WebSocket connection and no MCP session (at most `timeoutMs`). */
@@ -82,18 +87,32 @@ export interface BenchProject {
   jwks: JwksServer;
   db: TestDatabase;
   users: TestUser[];
-  /** The i-th user's access token, issued by the JWKS server's project URL. */
+  /** Session i's access token (user i mod users), issued by the JWKS server's project URL; no two alike. */
   tokens: string[];
   close(): Promise<void>;
 }
 
-export async function startProject(userCount: number): Promise<BenchProject> {
+/** `tokenCount` distinct access tokens, the i-th for user i mod users, minted before anything is timed. */
+async function mintTokens(key: JwksServer['keys']['es256'], issuer: string, users: TestUser[], tokenCount: number): Promise<string[]> {
+  const tokens: string[] = [];
+  for (let i = 0; i < tokenCount; i++) tokens.push(await mintAccessToken({ key, issuer, user: users[i % users.length], expiresInSec: 3600 }));
+  return tokens;
+}
+
+/** Session i presents tokens[i]; past the last one the bench stops rather than present a token twice. */
+function tokenOf(tokens: string[]): (i: number) => string {
+  return (i) => {
+    if (i >= tokens.length) throw new Error(`bench: session ${i} has no token of its own (${tokens.length} minted); mint more in the case`);
+    return tokens[i];
+  };
+}
+
+export async function startProject(userCount: number, tokenCount = userCount): Promise<BenchProject> {
   const [jwks, db] = await Promise.all([startJwksServer(), createTestDatabase()]);
   const users: TestUser[] = Array.from({ length: userCount }, (_, k) => ({ id: crypto.randomUUID(), email: `bench-${k}@example.test` }));
   // One statement for all of them: 400 single inserts would dominate the set-up time.
   await db.query('insert into auth.users (id, email) select * from unnest($1::uuid[], $2::text[])', [users.map((u) => u.id), users.map((u) => u.email)]);
-  const tokens: string[] = [];
-  for (const user of users) tokens.push(await mintAccessToken({ key: jwks.keys.es256, issuer: jwks.issuer, user, expiresInSec: 3600 }));
+  const tokens = await mintTokens(jwks.keys.es256, jwks.issuer, users, tokenCount);
   return {
     jwks, db, users, tokens,
     async close() {
@@ -108,7 +127,7 @@ export async function startPgDaemon(project: BenchProject, maxPerUser = 5, extra
   const running = await startDaemon({
     env: { ...CLEAN_ENV, MCP_ENABLE_MULTI_USER: 'true', SUPABASE_URL: project.jwks.url, DATABASE_URL: project.db.url, MCP_MAX_CONNECTIONS_PER_USER: String(maxPerUser), ...extraEnv },
   });
-  return wrap(running, 'supabase + Postgres', (i) => project.tokens[i % project.tokens.length], []);
+  return wrap(running, 'supabase + Postgres', tokenOf(project.tokens), []);
 }
 
 const LEGACY_SECRET = 'bench-only-legacy-jwt-secret-of-the-test-project';
@@ -133,9 +152,8 @@ export async function startDataApiDaemon(project: BenchProject, maxPerUser = 5):
     throw err;
   }
   // The daemon trusts tokens whose issuer is its own SUPABASE_URL (the stand-in proxies /auth/v1 to the JWKS).
-  const tokens: string[] = [];
-  for (const user of project.users) tokens.push(await mintAccessToken({ key: project.jwks.keys.es256, issuer: `${rest.line.url}/auth/v1`, user, expiresInSec: 3600 }));
-  const daemon = wrap(running, 'supabase + Data API', (i) => tokens[i % tokens.length], []);
+  const tokens = await mintTokens(project.jwks.keys.es256, `${rest.line.url}/auth/v1`, project.users, project.tokens.length);
+  const daemon = wrap(running, 'supabase + Data API', tokenOf(tokens), []);
   const stopDaemon = daemon.stop;
   daemon.stop = async () => {
     await stopDaemon();

@@ -13,13 +13,13 @@ import { TokenRejected, type Identity, type TokenVerifier } from '../auth/identi
 import type { Logger } from '../log';
 import {
   AuthFrame, CallToolFrame, ClientFrame, CloseCode, ErrorCode, HelloFrame, MAX_BYTES_BEFORE_HELLO_ACK, PROTOCOL_VERSION,
-  RequestId, SUPPORTED_PROTOCOL_VERSIONS, shortened, type CallToolResult, type RemoveProviderKeyFrame, type ServerFrame, type SetProviderKeyFrame, type WireError,
+  RequestId, SUPPORTED_PROTOCOL_VERSIONS, shortened, validCallToolFrame, type CallToolResult, type RemoveProviderKeyFrame, type ServerFrame, type SetProviderKeyFrame, type WireError,
 } from '../protocol';
 import { ProviderKeyRejected, type RuntimeProviderKeys } from '../tools/providerKeys';
 import { SessionLease, type FinalStatus } from '../sessions/lease';
 import { StoreUnavailable, type SessionStore } from '../sessions/store';
 import type { PendingEndings } from '../sessions/pendingEndings';
-import type { ToolRegistry } from '../tools/registry';
+import type { ToolContext, ToolRegistry } from '../tools/registry';
 import { RecentResults, type ResultBudget } from './recentResults';
 import { VERSION } from '../version';
 
@@ -64,11 +64,12 @@ export interface ConnectionDeps {
 type State = 'awaiting_hello' | 'authenticating' | 'open' | 'closed';
 
 interface InflightCall {
-  controller: AbortController;
+  readonly id: string;
+  readonly controller: AbortController;
   result: Promise<CallToolResult>;
   /** Protocol 3: the ack waits for the end of the turn and is left out when the result came first. */
   ackDue: boolean;
-  name: string;
+  readonly name: string;
 }
 
 export class Connection {
@@ -92,8 +93,10 @@ export class Connection {
   private protocol = PROTOCOL_VERSION;
   /** Replies are corked until the end of the event-loop turn, so the frames of one turn leave in one write. */
   private corked = false;
+  /** The end of the turn, while corked: cleared when the turn's last running call answers first. */
+  private uncorkAtTurnEnd: NodeJS.Immediate | null = null;
   /** Protocol 3: calls whose ack is sent at the end of the turn unless their result went first. */
-  private acksDue: Array<[string, InflightCall]> = [];
+  private acksDue: InflightCall[] = [];
 
   /** Counts raw bytes until hello_ack; removed then (null afterwards). */
   private countBytesBeforeHelloAck: ((chunk: Buffer) => void) | null = null;
@@ -164,6 +167,14 @@ export class Connection {
     }
     return this.refuse(CloseCode.tryAgainLater, ErrorCode.authUnavailable,
       `The daemon could not verify the sign-in token within ${seconds} s (the sign-in service is slow or unreachable); reconnect in a moment.`);
+  }
+
+  get mode(): 'local' | 'supabase' {
+    return this.deps.options.mode;
+  }
+
+  get store(): SessionStore {
+    return this.deps.store;
   }
 
   get inflightCount(): number {
@@ -271,13 +282,13 @@ export class Connection {
     this.state = 'open';
     this.clearHelloTimer();
     this.stopWatchingBytes();
-    this.log.info('connected', { user: identity.userId, expires_at: identity.expiresAt });
     this.send({
       op: 'hello_ack', ok: true, session_id: this.sessionId,
       user: { id: identity.userId, email: identity.email },
       expires_at: identity.expiresAt, server: { version: VERSION },
     });
     this.uncork(); // the handshake's answer leaves now, not at the end of the turn
+    this.log.info('connected', { user: identity.userId, expires_at: identity.expiresAt });
     lease.start({
       inflight: () => this.inflight.size,
       expiring: (exp) => this.send({ op: 'auth_expiring', expires_at: exp }),
@@ -296,6 +307,12 @@ export class Connection {
   }
 
   private dispatch(raw: unknown): void {
+    // The common case first, without zod; every other frame (and every invalid one) through ClientFrame.
+    const call = validCallToolFrame(raw);
+    if (call) {
+      this.lease?.activity();
+      return this.callTool(call);
+    }
     const parsed = ClientFrame.safeParse(raw);
     if (!parsed.success) {
       // Only a valid request_id is echoed back: an oversized or non-string one is left out.
@@ -386,7 +403,7 @@ export class Connection {
     }
     const running = this.inflight.get(id);
     if (running) {
-      this.acknowledge(id, running);
+      this.acknowledge(running);
       return void running.result.then((res) => this.send(res));
     }
     if (this.draining) {
@@ -397,54 +414,55 @@ export class Connection {
       return this.send({ op: 'call_tool_res', request_id: id, ok: false,
         error: { code: ErrorCode.overCapacity, message: `Too many calls in flight on this connection (limit ${this.deps.options.maxInflight}); wait for some to finish.` } });
     }
-    const controller = new AbortController();
-    const connection = this;
-    const call: InflightCall = { controller, result: null!, ackDue: false, name: frame.name };
-    this.acknowledge(id, call);
-    let callLog: Logger | null = null;
+    const call: InflightCall = { id, controller: new AbortController(), result: null!, ackDue: false, name: frame.name };
+    this.acknowledge(call);
     call.result = this.deps.tools
-      .call(frame.name, frame.arguments, {
-        get identity() { return connection.identity!; }, // follows in-band re-auth
-        sessionId: this.sessionId,
-        instance: this.instance,
-        mode: this.deps.options.mode,
-        store: this.deps.store,
-        get log() { return (callLog ??= connection.log.child({ request_id: id, tool: frame.name })); }, // only a call that logs pays for it
-        signal: controller.signal,
-        progress: (message) => {
-          if (controller.signal.aborted) return;
-          if (call.ackDue) this.sendAck(id, call); // the ack always comes before the call's progress
-          this.send({ op: 'progress', request_id: id, message });
-        },
-      })
-      .then((outcome): CallToolResult =>
-        !outcome.ok && controller.signal.reason === SHUTDOWN
+      .call(frame.name, frame.arguments, new CallContext(this, call))
+      .then((outcome) => {
+        const res: CallToolResult = !outcome.ok && call.controller.signal.reason === SHUTDOWN
           ? { op: 'call_tool_res', request_id: id, ok: false,
               error: { code: ErrorCode.shuttingDown, message: `The daemon is shutting down and cancelled this ${frame.name} call, which was still running; run it again once EXAI has reconnected.` } }
-          : { op: 'call_tool_res', request_id: id, ...outcome });
+          : { op: 'call_tool_res', request_id: id, ...outcome };
+        this.answer(call, res);
+        return res;
+      });
     this.inflight.set(id, call);
-    void call.result.then((res) => {
-      call.ackDue = false; // the result answers for the ack
-      this.inflight.delete(id);
-      const text = JSON.stringify(res);
-      if (this.state !== 'closed') this.completed.set(id, text);
-      this.sendText(text);
-      // The last call of the turn answered (none running, so no ack is due): send now, not at the turn's end.
-      if (this.inflight.size === 0) this.uncork();
-    });
+  }
+
+  /** The call's result: sent first; the dedup entry is written after, off the round trip. */
+  private answer(call: InflightCall, res: CallToolResult): void {
+    call.ackDue = false; // the result answers for the ack
+    this.inflight.delete(call.id);
+    const text = JSON.stringify(res);
+    this.sendText(text);
+    // The last call of the turn answered (none running, so no ack is due): send now, not at the turn's end.
+    if (this.inflight.size === 0) this.uncork();
+    if (this.state !== 'closed') this.completed.set(call.id, text);
+  }
+
+  /** @internal CallContext.progress: the ack always comes before the call's progress. */
+  callProgress(call: InflightCall, message: string): void {
+    if (call.controller.signal.aborted) return;
+    if (call.ackDue) this.sendAck(call);
+    this.send({ op: 'progress', request_id: call.id, message });
+  }
+
+  /** @internal CallContext.log: a logger for one call, made only when the call logs. */
+  callLogger(call: InflightCall): Logger {
+    return this.log.child({ request_id: call.id, tool: call.name });
   }
 
   /** Protocol 3: at the end of the turn, if the call is still running then; protocol 2: now. */
-  private acknowledge(id: string, call: InflightCall): void {
-    if (this.protocol < 3) return this.sendAck(id, call);
+  private acknowledge(call: InflightCall): void {
+    if (this.protocol < 3) return this.sendAck(call);
     call.ackDue = true;
-    this.acksDue.push([id, call]);
+    this.acksDue.push(call);
     this.cork();
   }
 
-  private sendAck(id: string, call: InflightCall): void {
+  private sendAck(call: InflightCall): void {
     call.ackDue = false;
-    this.send({ op: 'call_tool_ack', request_id: id, name: call.name });
+    this.send({ op: 'call_tool_ack', request_id: call.id, name: call.name });
   }
 
   // ------------------------------------------------------------------ frames out, closing
@@ -462,14 +480,21 @@ export class Connection {
     if (this.corked) return;
     this.corked = true;
     this.socket.cork();
-    setImmediate(() => this.uncork());
+    this.uncorkAtTurnEnd = setImmediate(() => {
+      this.uncorkAtTurnEnd = null;
+      this.uncork();
+    });
   }
 
   private uncork(): void {
     if (!this.corked) return;
-    const due = this.acksDue;
-    this.acksDue = [];
-    for (const [id, call] of due) if (call.ackDue && this.state !== 'closed') this.sendAck(id, call);
+    if (this.uncorkAtTurnEnd) clearImmediate(this.uncorkAtTurnEnd);
+    this.uncorkAtTurnEnd = null;
+    if (this.acksDue.length > 0) {
+      const due = this.acksDue;
+      this.acksDue = [];
+      for (const call of due) if (call.ackDue && this.state !== 'closed') this.sendAck(call);
+    }
     this.corked = false;
     this.socket.uncork();
   }
@@ -535,6 +560,50 @@ export class Connection {
   private clearHelloTimer(): void {
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.helloTimer = null;
+  }
+}
+
+/**
+ * What a tool sees of the call and its connection. A class, so a call costs one small object with
+ * its accessors on the prototype (an object literal with getters and closures was built per call).
+ */
+class CallContext implements ToolContext {
+  constructor(private readonly connection: Connection, private readonly call: InflightCall) {}
+
+  /** Follows in-band re-auth. */
+  get identity(): Identity {
+    return this.connection.identity!;
+  }
+
+  get sessionId(): string {
+    return this.connection.sessionId;
+  }
+
+  get instance(): string | null {
+    return this.connection.instance;
+  }
+
+  get mode(): 'local' | 'supabase' {
+    return this.connection.mode;
+  }
+
+  get store(): SessionStore {
+    return this.connection.store;
+  }
+
+  get signal(): AbortSignal {
+    return this.call.controller.signal;
+  }
+
+  private callLog: Logger | null = null;
+
+  /** Only a call that logs pays for its child logger. */
+  get log(): Logger {
+    return (this.callLog ??= this.connection.callLogger(this.call));
+  }
+
+  progress(message: string): void {
+    this.connection.callProgress(this.call, message);
   }
 }
 
