@@ -29,6 +29,7 @@ import type { ToolRegistry } from '../tools/registry';
 import { MCP_PATH, METADATA_PATHS, protectedResourceMetadata, wwwAuthenticate, type ResourceOptions } from './protectedResource';
 import { checkRebinding } from './rebinding';
 import { McpSession } from './session';
+import { readBoundedBody } from '../transport/requestBody';
 
 /** JSON-RPC request ids longer than this are refused: the transport keeps each id while its call runs. */
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -335,23 +336,9 @@ function sessionNotFound(): Refused {
 
 /** Reads the body as text, up to `max` bytes; Refused(413) beyond that. */
 function readBody(req: http.IncomingMessage, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const tooLarge = () => new Refused(413, `Payload Too Large: a request body may be at most ${max} bytes.`, 'payload_too_large', { connection: 'close' });
-    if (Number(req.headers['content-length']) > max) return reject(tooLarge());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.pause();
-        return reject(tooLarge());
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-    req.on('close', () => reject(new Refused(400, 'The request body was cut off before its end.', 'invalid_request')));
+  return readBoundedBody(req, max, {
+    tooLarge: () => new Refused(413, `Payload Too Large: a request body may be at most ${max} bytes.`, 'payload_too_large', { connection: 'close' }),
+    cutOff: () => new Refused(400, 'The request body was cut off before its end.', 'invalid_request'),
   });
 }
 

@@ -1,5 +1,6 @@
 // The HTTP plumbing of the consent pages: the bounded form body, and the session cookie.
 import type http from 'node:http';
+import { readBoundedBody } from '../transport/requestBody';
 
 /** The largest form body a page accepts (the biggest real one, a sign-in, is well under 2 KiB). */
 export const MAX_FORM_BYTES = 16 * 1024;
@@ -11,29 +12,16 @@ export class FormRefused extends Error {
 }
 
 /** Reads an application/x-www-form-urlencoded body of at most `max` bytes; FormRefused (413, 415, 400) otherwise. */
-export function readForm(req: http.IncomingMessage, max = MAX_FORM_BYTES): Promise<URLSearchParams> {
-  return new Promise((resolve, reject) => {
-    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-    if (type !== 'application/x-www-form-urlencoded') {
-      return reject(new FormRefused(415, 'These pages accept only their own forms (application/x-www-form-urlencoded). Open the page and send the form from there.'));
-    }
-    const tooLarge = () => new FormRefused(413, `The form was larger than ${max} bytes, so it was refused. Open the page again and send the form as it is.`);
-    if (Number(req.headers['content-length']) > max) return reject(tooLarge());
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.pause();
-        return reject(tooLarge());
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-    req.on('close', () => reject(new FormRefused(400, 'The form was cut off before its end. Send it again.')));
+export async function readForm(req: http.IncomingMessage, max = MAX_FORM_BYTES): Promise<URLSearchParams> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') {
+    throw new FormRefused(415, 'These pages accept only their own forms (application/x-www-form-urlencoded). Open the page and send the form from there.');
+  }
+  const text = await readBoundedBody(req, max, {
+    tooLarge: () => new FormRefused(413, `The form was larger than ${max} bytes, so it was refused. Open the page again and send the form as it is.`),
+    cutOff: () => new FormRefused(400, 'The form was cut off before its end. Send it again.'),
   });
+  return new URLSearchParams(text);
 }
 
 /** The browser session cookie: opaque, HttpOnly, only sent to /oauth, not on cross-site subrequests. */

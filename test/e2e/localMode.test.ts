@@ -24,6 +24,12 @@ describe('local mode in a real VS Code (code-server + Chromium)', function () {
   after(async () => {
     await browser?.close();
     await server?.stop();
+    // The window was still connected when the test stopped its daemon, so the extension started
+    // another; it would otherwise outlive code-server until its idle exit.
+    if (server) {
+      const respawned = readDiscovery(path.join(server.userDataDir, 'User', 'globalStorage', 'exai.exai-vscode', 'daemon', 'local'));
+      if (respawned && isProcessAlive(respawned.pid)) process.kill(respawned.pid, 'SIGTERM');
+    }
   });
 
   it('spawns the daemon and shows "connected" in the status bar', async function () {
