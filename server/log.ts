@@ -88,6 +88,8 @@ export function openLogFile(dir: string, pid = process.pid, opts: LogFileOptions
   };
   let current = open();
   let dropped = 0;
+  /** Streams of replaced files still writing their last lines; close() waits for them too. */
+  const ending = new Set<Promise<void>>();
 
   /** Starts a new file at `file`, first moving the current one to `<file>.old` when `rotate`. */
   const replace = (rotate: boolean): boolean => {
@@ -100,7 +102,9 @@ export function openLogFile(dir: string, pid = process.pid, opts: LogFileOptions
       process.stderr.write(`exai-daemon: cannot ${rotate ? 'rotate' : 'reopen'} log ${file}: ${(err as Error).message}\n`);
       return false;
     }
-    old.stream.end(); // lines already written to it still reach the old (renamed) file
+    // Lines already written to it still reach the old (renamed) file.
+    const ended: Promise<void> = new Promise<void>((resolve) => old.stream.end(resolve)).then(() => void ending.delete(ended));
+    ending.add(ended);
     return true;
   };
 
@@ -126,7 +130,9 @@ export function openLogFile(dir: string, pid = process.pid, opts: LogFileOptions
       append(line);
     },
     reopen: () => void replace(false),
-    close: () => new Promise<void>((resolve) => current.stream.end(resolve)),
+    close: async () => {
+      await Promise.all([new Promise<void>((resolve) => current.stream.end(resolve)), ...ending]);
+    },
   };
 }
 
